@@ -1,0 +1,71 @@
+package event
+
+import (
+	"strconv"
+
+	"github.com/nats-io/nats.go"
+)
+
+func baseHeader(schema string) nats.Header {
+	h := nats.Header{}
+	h.Set(HdrContentType, ContentType)
+	h.Set(HdrSchema, schema)
+	return h
+}
+
+// Header returns the NATS headers of a probe result.
+func (r *ProbeResult) Header() nats.Header {
+	h := baseHeader(SchemaProbeResult)
+	h.Set(HdrTarget, r.Target)
+	h.Set(HdrObserver, r.Observer)
+	h.Set(HdrState, string(r.State))
+	h.Set(HdrReason, string(r.Reason))
+	return h
+}
+
+// MsgID is the result's Nats-Msg-Id: observer and its sequence.
+func (r *ProbeResult) MsgID() string {
+	return r.Observer + "/" + strconv.FormatUint(r.Seq, 10)
+}
+
+// MsgID is the transition's Nats-Msg-Id. It names the object and its
+// generation, not the leader term, so a new leader repeating an event that
+// the old one already stored is deduplicated by the stream.
+func (t *Transition) MsgID() string {
+	return string(t.Kind) + "/" + t.VS + "/" + t.Object + "/" + strconv.FormatUint(t.Gen, 10)
+}
+
+// Header returns the NATS headers of a transition.
+func (t *Transition) Header() nats.Header {
+	h := baseHeader(SchemaTransition)
+	h.Set(HdrMsgID, t.MsgID())
+	h.Set(HdrKind, string(t.Kind))
+	h.Set(HdrObject, t.Object)
+	h.Set(HdrFrom, string(t.From))
+	h.Set(HdrTo, string(t.To))
+	h.Set(HdrReason, string(t.Reason))
+	h.Set(HdrTerm, strconv.FormatUint(t.Term, 10))
+	return h
+}
+
+// Header returns the NATS headers of an action result.
+func (a *ActionResult) Header() nats.Header {
+	h := baseHeader(SchemaActionResult)
+	h.Set(HdrKind, string(a.Kind))
+	h.Set(HdrObject, a.Object)
+	h.Set(HdrNode, a.Node)
+	h.Set(HdrOK, strconv.FormatBool(a.OK))
+	return h
+}
+
+// Header returns the NATS headers of an audit record.
+func (a *AuditRecord) Header() nats.Header {
+	h := baseHeader(SchemaAudit)
+	h.Set(HdrVerb, a.Verb)
+	h.Set(HdrWho, a.Who)
+	if a.Object != "" {
+		h.Set(HdrObject, a.Object)
+	}
+	h.Set(HdrOK, strconv.FormatBool(a.OK))
+	return h
+}
