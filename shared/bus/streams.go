@@ -1,0 +1,212 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/healthmesh/healthmesh/shared/subject"
+)
+
+// Settings are the JetStream layout's tunables. The zero value of any field
+// means its default (see Defaults).
+type Settings struct {
+	Replicas int // 1 on one server, 3 on a cluster
+
+	ResultsMaxAge   time.Duration // raw results kept (default 1h)
+	ResultsMaxBytes int64         // cap on raw results (default 1 GiB); oldest discarded
+	EventsMaxAge    time.Duration // history kept (default 30 days)
+	EventsMaxBytes  int64         // cap on history (default 4 GiB)
+	EventsDedup     time.Duration // Nats-Msg-Id duplicate window of HM_EVENTS (default 10m)
+
+	MemberTTL time.Duration // a prober that stops heartbeating is gone after this (default 3s)
+	LeaderTTL time.Duration // aggregator lease (default 5s)
+}
+
+// Defaults returns s with every zero field set to its default.
+func (s Settings) Defaults() Settings {
+	def := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defB := func(v *int64, d int64) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	if s.Replicas <= 0 {
+		s.Replicas = 1
+	}
+	def(&s.ResultsMaxAge, time.Hour)
+	defB(&s.ResultsMaxBytes, 1<<30)
+	def(&s.EventsMaxAge, 30*24*time.Hour)
+	defB(&s.EventsMaxBytes, 4<<30)
+	def(&s.EventsDedup, 10*time.Minute)
+	def(&s.MemberTTL, 3*time.Second)
+	def(&s.LeaderTTL, 5*time.Second)
+	return s
+}
+
+// StreamConfigs returns the stream definitions for a subject space.
+func StreamConfigs(sp subject.Space, s Settings) (results, events jetstream.StreamConfig) {
+	s = s.Defaults()
+	results = jetstream.StreamConfig{
+		Name:        sp.StreamResults(),
+		Description: "healthmesh raw probe results (short retention, replay behind transitions)",
+		Subjects:    []string{sp.ResultsAll()},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		MaxAge:      s.ResultsMaxAge,
+		MaxBytes:    s.ResultsMaxBytes,
+		Discard:     jetstream.DiscardOld,
+		// Results carry no Nats-Msg-Id (a lost or repeated result is healed
+		// by the next probe); a short window keeps the server's dedup map small.
+		Duplicates:  5 * time.Second,
+		Replicas:    s.Replicas,
+		AllowDirect: true,
+	}
+	events = jetstream.StreamConfig{
+		Name:        sp.StreamEvents(),
+		Description: "healthmesh transitions, action outcomes and audit records (append-only history)",
+		Subjects:    []string{sp.EventsAll(), sp.ActionsAll(), sp.AuditAll()},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		MaxAge:      s.EventsMaxAge,
+		MaxBytes:    s.EventsMaxBytes,
+		Discard:     jetstream.DiscardOld,
+		Duplicates:  s.EventsDedup,
+		Replicas:    s.Replicas,
+		DenyDelete:  true,
+		DenyPurge:   true,
+		Compression: jetstream.S2Compression,
+		AllowDirect: true,
+	}
+	return results, events
+}
+
+// BucketConfigs returns the KV bucket definitions for a subject space.
+func BucketConfigs(sp subject.Space, s Settings) (targets, members, leader, state jetstream.KeyValueConfig) {
+	s = s.Defaults()
+	targets = jetstream.KeyValueConfig{
+		Bucket:      sp.BucketTargets(),
+		Description: "healthmesh desired probe targets (written by the aggregator)",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    s.Replicas,
+	}
+	members = jetstream.KeyValueConfig{
+		Bucket:      sp.BucketMembers(),
+		Description: "healthmesh prober heartbeats",
+		History:     1,
+		TTL:         s.MemberTTL,
+		// Markers make an expired heartbeat visible to watchers as a delete.
+		LimitMarkerTTL: markerTTL(s.MemberTTL),
+		Storage:        jetstream.MemoryStorage,
+		Replicas:       s.Replicas,
+	}
+	leader = jetstream.KeyValueConfig{
+		Bucket:         sp.BucketLeader(),
+		Description:    "healthmesh aggregator lease (revision-fenced)",
+		History:        1,
+		TTL:            s.LeaderTTL,
+		LimitMarkerTTL: markerTTL(s.LeaderTTL),
+		Storage:        jetstream.FileStorage,
+		Replicas:       s.Replicas,
+	}
+	state = jetstream.KeyValueConfig{
+		Bucket:      sp.BucketState(),
+		Description: "healthmesh current state of every object (no TTL: outlives history)",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    s.Replicas,
+	}
+	return targets, members, leader, state
+}
+
+func markerTTL(ttl time.Duration) time.Duration {
+	if ttl < time.Second {
+		return time.Second
+	}
+	return ttl
+}
+
+// Layout holds handles on the streams and buckets.
+type Layout struct {
+	Space   subject.Space
+	Results jetstream.Stream
+	Events  jetstream.Stream
+	Targets jetstream.KeyValue
+	Members jetstream.KeyValue
+	Leader  jetstream.KeyValue
+	State   jetstream.KeyValue
+}
+
+// Ensure creates or updates the streams and buckets so they match s. It is
+// idempotent: every service may call it at start. In a fresh cluster the
+// JetStream meta leader may not be elected yet, so it retries until ctx ends.
+func Ensure(ctx context.Context, js jetstream.JetStream, sp subject.Space, s Settings) (*Layout, error) {
+	var l *Layout
+	var err error
+	for {
+		l, err = ensureOnce(ctx, js, sp, s)
+		if err == nil {
+			return l, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("bus: ensure layout: %w (last error: %v)", ctx.Err(), err)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func ensureOnce(ctx context.Context, js jetstream.JetStream, sp subject.Space, s Settings) (*Layout, error) {
+	l := &Layout{Space: sp}
+	rc, ec := StreamConfigs(sp, s)
+	var err error
+	if l.Results, err = js.CreateOrUpdateStream(ctx, rc); err != nil {
+		return nil, fmt.Errorf("bus: stream %s: %w", rc.Name, err)
+	}
+	if l.Events, err = js.CreateOrUpdateStream(ctx, ec); err != nil {
+		return nil, fmt.Errorf("bus: stream %s: %w", ec.Name, err)
+	}
+	tc, mc, lc, sc := BucketConfigs(sp, s)
+	for _, b := range []struct {
+		cfg jetstream.KeyValueConfig
+		dst *jetstream.KeyValue
+	}{{tc, &l.Targets}, {mc, &l.Members}, {lc, &l.Leader}, {sc, &l.State}} {
+		kv, err := js.CreateOrUpdateKeyValue(ctx, b.cfg)
+		if err != nil {
+			return nil, fmt.Errorf("bus: bucket %s: %w", b.cfg.Bucket, err)
+		}
+		*b.dst = kv
+	}
+	return l, nil
+}
+
+// Open binds to the existing layout without changing it (for clients such as
+// hmctl with read-only permissions).
+func Open(ctx context.Context, js jetstream.JetStream, sp subject.Space) (*Layout, error) {
+	l := &Layout{Space: sp}
+	var err error
+	if l.Results, err = js.Stream(ctx, sp.StreamResults()); err != nil {
+		return nil, fmt.Errorf("bus: stream %s: %w", sp.StreamResults(), err)
+	}
+	if l.Events, err = js.Stream(ctx, sp.StreamEvents()); err != nil {
+		return nil, fmt.Errorf("bus: stream %s: %w", sp.StreamEvents(), err)
+	}
+	for _, b := range []struct {
+		name string
+		dst  *jetstream.KeyValue
+	}{{sp.BucketTargets(), &l.Targets}, {sp.BucketMembers(), &l.Members}, {sp.BucketLeader(), &l.Leader}, {sp.BucketState(), &l.State}} {
+		kv, err := js.KeyValue(ctx, b.name)
+		if err != nil {
+			return nil, fmt.Errorf("bus: bucket %s: %w", b.name, err)
+		}
+		*b.dst = kv
+	}
+	return l, nil
+}
