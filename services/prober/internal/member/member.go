@@ -5,7 +5,6 @@ package member
 
 import (
 	"context"
-	"errors"
 	"sort"
 	"sync"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/healthmesh/healthmesh/shared/event"
+	"github.com/healthmesh/healthmesh/shared/kvwatch"
 	"github.com/healthmesh/healthmesh/shared/subject"
 )
 
@@ -87,74 +87,16 @@ func sameMembership(a, b event.Member) bool {
 // member whose heartbeat expires disappears (the bucket's TTL marker arrives
 // as a delete); one that marks itself Leaving is dropped at once.
 func Watch(ctx context.Context, kv jetstream.KeyValue, r *Registry, log zerolog.Logger) error {
-	for {
-		err := watchOnce(ctx, kv, r, log)
-		if ctx.Err() != nil {
-			return nil
-		}
-		log.Warn().Err(err).Msg("members watch ended; restarting")
-		t := time.NewTimer(250 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-t.C:
-		}
-	}
-}
-
-func watchOnce(ctx context.Context, kv jetstream.KeyValue, r *Registry, log zerolog.Logger) error {
-	w, err := kv.WatchAll(ctx)
-	if err != nil {
-		return err
-	}
-	defer w.Stop()
-	seen := map[string]bool{}
-	initial := true
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case e, ok := <-w.Updates():
-			if !ok {
-				return errors.New("watch closed")
+	return kvwatch.Watch(ctx, kv, kvwatch.Handler[event.Member]{
+		Put: func(key string, m *event.Member, _ uint64) {
+			if m.ID == "" || m.Leaving {
+				r.set(key, nil)
+				return
 			}
-			if e == nil { // end of the initial values: drop members that vanished meanwhile
-				if initial {
-					initial = false
-					r.mu.Lock()
-					var gone []string
-					for k := range r.members {
-						if !seen[k] {
-							gone = append(gone, k)
-						}
-					}
-					r.mu.Unlock()
-					for _, k := range gone {
-						r.set(k, nil)
-					}
-				}
-				continue
-			}
-			if initial {
-				seen[e.Key()] = true
-			}
-			if e.Operation() != jetstream.KeyValuePut {
-				r.set(e.Key(), nil)
-				continue
-			}
-			var m event.Member
-			if err := event.Unmarshal(e.Value(), &m); err != nil || m.ID == "" {
-				log.Warn().Err(err).Str("key", e.Key()).Msg("malformed member record dropped")
-				continue
-			}
-			if m.Leaving {
-				r.set(e.Key(), nil)
-				continue
-			}
-			r.set(e.Key(), &m)
-		}
-	}
+			r.set(key, m)
+		},
+		Delete: func(key string) { r.set(key, nil) },
+	}, log)
 }
 
 // Heartbeat registers self and refreshes it every interval until ctx ends;
