@@ -1,0 +1,170 @@
+// Package ingest feeds probe results from HM_RESULTS to the aggregator
+// through a durable pull consumer. Acknowledgement is AckAll and explicit:
+// the aggregator acks a stream sequence only once the state reflecting every
+// result up to it is checkpointed in hm_state, so a restart or failover
+// resumes exactly after the checkpoint and loses no result.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/healthmesh/healthmesh/shared/event"
+)
+
+// DefaultDurable is the consumer name shared by every aggregator instance
+// (only the leader consumes).
+const DefaultDurable = "aggregator"
+
+// Stats counts what was consumed.
+type Stats struct {
+	Consumed  atomic.Uint64 // decoded and handed over
+	Malformed atomic.Uint64 // could not be decoded: counted and dropped
+}
+
+// Batch is a run of decoded results in stream order.
+type Batch struct {
+	Results []event.ProbeResult
+	Seqs    []uint64 // HM_RESULTS stream sequence of each result
+	Last    uint64   // last stream sequence in the batch (including malformed ones)
+	// Pending is how many results the server still holds for the consumer
+	// after this batch: 0 means caught up.
+	Pending uint64
+}
+
+// Consumer reads results in batches.
+type Consumer struct {
+	c     jetstream.Consumer
+	log   zerolog.Logger
+	last  jetstream.Msg // newest message seen, acking it acks all before (AckAll)
+	acked uint64
+	Stats Stats
+	// lastMalformedLog rate-limits the malformed warning.
+	lastMalformedLog time.Time
+}
+
+// Position says where consumption starts.
+type Position struct {
+	// AfterSeq resumes after this HM_RESULTS sequence (the last checkpoint).
+	AfterSeq uint64
+	// Since is used when there is no checkpoint: results newer than this
+	// (zero = everything retained).
+	Since time.Time
+}
+
+// Open (re)creates the durable consumer on the results stream at pos. The
+// consumer is recreated on every takeover rather than resumed, because the
+// checkpoint in hm_state, not the consumer's ack floor, is the truth (and
+// unacked messages would otherwise wait AckWait before redelivery). A stale
+// leader still fetching from the replaced consumer gets errors and stops.
+func Open(ctx context.Context, s jetstream.Stream, durable, filter string, pos Position, log zerolog.Logger) (*Consumer, error) {
+	if durable == "" {
+		durable = DefaultDurable
+	}
+	if err := s.DeleteConsumer(ctx, durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("ingest: reset consumer %s: %w", durable, err)
+	}
+	cfg := jetstream.ConsumerConfig{
+		Durable:       durable,
+		Description:   "healthmesh aggregator: probe results",
+		AckPolicy:     jetstream.AckAllPolicy,
+		AckWait:       5 * time.Minute,
+		MaxAckPending: -1,
+		FilterSubject: filter,
+		MaxWaiting:    16,
+	}
+	switch {
+	case pos.AfterSeq > 0:
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = pos.AfterSeq + 1
+	case !pos.Since.IsZero():
+		since := pos.Since
+		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
+		cfg.OptStartTime = &since
+	default:
+		cfg.DeliverPolicy = jetstream.DeliverAllPolicy
+	}
+	c, err := s.CreateConsumer(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: consumer %s: %w", durable, err)
+	}
+	return &Consumer{c: c, log: log, acked: pos.AfterSeq}, nil
+}
+
+// Next fetches up to max results, waiting at most wait for the first one.
+// An empty batch with a nil error means nothing arrived in time.
+func (c *Consumer) Next(ctx context.Context, max int, wait time.Duration) (Batch, error) {
+	var b Batch
+	fctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	msgs, err := c.c.Fetch(max, jetstream.FetchContext(fctx))
+	if err != nil {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return b, ctx.Err() // nil when only the wait ran out
+		}
+		return b, fmt.Errorf("ingest: fetch: %w", err)
+	}
+	for m := range msgs.Messages() {
+		md, err := m.Metadata()
+		if err != nil {
+			c.malformed(err)
+			continue
+		}
+		seq := md.Sequence.Stream
+		b.Last, b.Pending, c.last = seq, md.NumPending, m
+		var r event.ProbeResult
+		if err := event.Unmarshal(m.Data(), &r); err != nil || r.Target == "" || !r.State.Valid() {
+			if err == nil {
+				err = fmt.Errorf("result without target or with state %q", r.State)
+			}
+			c.malformed(err)
+			continue
+		}
+		b.Results = append(b.Results, r)
+		b.Seqs = append(b.Seqs, seq)
+		c.Stats.Consumed.Add(1)
+	}
+	if err := msgs.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) &&
+		!errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		return b, fmt.Errorf("ingest: fetch: %w", err)
+	}
+	return b, ctx.Err()
+}
+
+// malformed counts a bad message and logs at most once per 10 s.
+func (c *Consumer) malformed(err error) {
+	c.Stats.Malformed.Add(1)
+	if now := time.Now(); now.Sub(c.lastMalformedLog) > 10*time.Second {
+		c.lastMalformedLog = now
+		c.log.Warn().Err(err).Uint64("malformed_total", c.Stats.Malformed.Load()).Msg("malformed probe result dropped")
+	}
+}
+
+// AckThrough acknowledges every result up to the newest one fetched so far;
+// call it after the state that reflects them is checkpointed.
+func (c *Consumer) AckThrough(ctx context.Context) error {
+	if c.last == nil {
+		return nil
+	}
+	md, err := c.last.Metadata()
+	if err != nil {
+		return err
+	}
+	if md.Sequence.Stream <= c.acked {
+		return nil
+	}
+	if err := c.last.DoubleAck(ctx); err != nil {
+		return fmt.Errorf("ingest: ack %d: %w", md.Sequence.Stream, err)
+	}
+	c.acked = md.Sequence.Stream
+	return nil
+}
+
+// Acked is the highest stream sequence acknowledged.
+func (c *Consumer) Acked() uint64 { return c.acked }
