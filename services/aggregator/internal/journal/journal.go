@@ -1,0 +1,92 @@
+// Package journal records transitions: first into HM_EVENTS, fenced with
+// ExpectLastSequencePerSubject and deduplicated by Nats-Msg-Id, then into KV
+// hm_state as the object's current state. After a crash between the two, the
+// stream wins: the aggregator re-derives the KV entry from the last event.
+package journal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/healthmesh/healthmesh/shared/bus"
+	"github.com/healthmesh/healthmesh/shared/event"
+)
+
+// ErrFenced means another writer (a newer leader) appended to the object's
+// subject: this aggregator must stand down.
+var ErrFenced = errors.New("journal: fenced by another writer")
+
+// Journal appends transitions for one leader term. It is used from one
+// goroutine.
+type Journal struct {
+	js      jetstream.JetStream
+	events  jetstream.Stream
+	state   jetstream.KeyValue
+	lastSeq map[string]uint64 // subject → last stream sequence we know of
+}
+
+// New returns a journal writing to the events stream and the state bucket.
+func New(js jetstream.JetStream, events jetstream.Stream, state jetstream.KeyValue) *Journal {
+	return &Journal{js: js, events: events, state: state, lastSeq: map[string]uint64{}}
+}
+
+// Append publishes t on subj and then stores it under key in hm_state. It
+// returns the event's stream sequence.
+func (j *Journal) Append(ctx context.Context, subj, key string, t *event.Transition) (uint64, error) {
+	last, ok := j.lastSeq[subj]
+	if !ok {
+		var err error
+		if last, err = j.fetchLast(ctx, subj); err != nil {
+			return 0, err
+		}
+	}
+	ack, err := bus.Publish(ctx, j.js, subj, t, jetstream.WithExpectLastSequencePerSubject(last))
+	if err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+			delete(j.lastSeq, subj)
+			return 0, fmt.Errorf("%w: %s: %v", ErrFenced, subj, err)
+		}
+		return 0, err
+	}
+	j.lastSeq[subj] = ack.Sequence
+	data, err := event.Marshal(t)
+	if err != nil {
+		return ack.Sequence, err
+	}
+	if _, err := j.state.Put(ctx, key, data); err != nil {
+		return ack.Sequence, fmt.Errorf("journal: state %s: %w", key, err)
+	}
+	return ack.Sequence, nil
+}
+
+// fetchLast reads the subject's last sequence in the stream (0 if none).
+func (j *Journal) fetchLast(ctx context.Context, subj string) (uint64, error) {
+	m, err := j.events.GetLastMsgForSubject(ctx, subj)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("journal: last event of %s: %w", subj, err)
+	}
+	return m.Sequence, nil
+}
+
+// Last returns the last transition stored in the stream for subj, if any.
+func Last(ctx context.Context, events jetstream.Stream, subj string) (*event.Transition, uint64, error) {
+	m, err := events.GetLastMsgForSubject(ctx, subj)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	var t event.Transition
+	if err := event.Unmarshal(m.Data, &t); err != nil {
+		return nil, m.Sequence, err
+	}
+	return &t, m.Sequence, nil
+}
