@@ -138,13 +138,18 @@ func Marshal(v any) ([]byte, error) {
 }
 
 // Unmarshal decodes a msgpack message into v. Unknown keys are ignored.
-// Malformed input yields an error wrapping ErrDecode, never a panic.
+// Malformed input yields an error wrapping ErrDecode, never a panic; a
+// length prefix larger than the message or nesting deeper than MaxDepth is
+// rejected before msgpack allocates for it (see scan).
 func Unmarshal(data []byte, v any) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%w: %T: panic: %v", ErrDecode, v, r)
 		}
 	}()
+	if _, err := scan(data, MaxDepth); err != nil {
+		return fmt.Errorf("%w: %T: %v", ErrDecode, v, err)
+	}
 	if err := msgpack.Unmarshal(data, v); err != nil {
 		return fmt.Errorf("%w: %T: %v", ErrDecode, v, err)
 	}

@@ -28,11 +28,13 @@ func (r *ProbeResult) MsgID() string {
 	return r.Observer + "/" + strconv.FormatUint(r.Seq, 10)
 }
 
-// MsgID is the transition's Nats-Msg-Id. It names the object and its
-// generation, not the leader term, so a new leader repeating an event that
-// the old one already stored is deduplicated by the stream.
+// MsgID is the transition's Nats-Msg-Id. It names the object, its
+// generation and the states, not the leader term, so a new leader repeating
+// an event that the old one already stored is deduplicated by the stream;
+// a different transition that happens to reuse a generation (a replay that
+// decided otherwise) is a different message and is kept, never lost.
 func (t *Transition) MsgID() string {
-	return string(t.Kind) + "/" + t.VS + "/" + t.Object + "/" + strconv.FormatUint(t.Gen, 10)
+	return string(t.Kind) + "/" + t.VS + "/" + t.Object + "/" + strconv.FormatUint(t.Gen, 10) + "/" + string(t.From) + "-" + string(t.To)
 }
 
 // Header returns the NATS headers of a transition.

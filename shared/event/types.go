@@ -138,21 +138,21 @@ type Target struct {
 	ID           string            `msgpack:"id"` // target token
 	Addr         string            `msgpack:"addr"`
 	Port         uint16            `msgpack:"port"`
-	Proto        string            `msgpack:"proto"`            // TCP or UDP
-	Method       string            `msgpack:"m"`                // none tcp udp ping udpping http
-	Params       map[string]string `msgpack:"p,omitempty"`      // method-params as configured
-	Interval     int64             `msgpack:"iv"`               // ns
-	Timeout      int64             `msgpack:"to"`               // ns
-	Observers    int               `msgpack:"obs"`              // R; ObserversAll = one per node
-	Jitter       float64           `msgpack:"jit,omitempty"`    // fraction of interval, 0..0.5
-	FastInterval int64             `msgpack:"fiv,omitempty"`    // ns, while a state is changing
-	DownInterval int64             `msgpack:"div,omitempty"`    // ns, while down
-	Source       string            `msgpack:"src,omitempty"`    // source address or go-sockaddr template
-	Netns        string            `msgpack:"ns,omitempty"`     // network namespace name to probe from
-	CheckAddr    string            `msgpack:"caddr,omitempty"`  // probe this address instead of the backend's
-	CheckPort    uint16            `msgpack:"cport,omitempty"`  // probe this port instead of the backend's
-	Rev          uint64            `msgpack:"rev"`              // config revision that last changed it
-	UsedBy       []string          `msgpack:"used,omitempty"`   // backend IDs (VS/backend) probed through it
+	Proto        string            `msgpack:"proto"`           // TCP or UDP
+	Method       string            `msgpack:"m"`               // none tcp udp ping udpping http
+	Params       map[string]string `msgpack:"p,omitempty"`     // method-params as configured
+	Interval     int64             `msgpack:"iv"`              // ns
+	Timeout      int64             `msgpack:"to"`              // ns
+	Observers    int               `msgpack:"obs"`             // R; ObserversAll = one per node
+	Jitter       float64           `msgpack:"jit,omitempty"`   // fraction of interval, 0..0.5
+	FastInterval int64             `msgpack:"fiv,omitempty"`   // ns, while a state is changing
+	DownInterval int64             `msgpack:"div,omitempty"`   // ns, while down
+	Source       string            `msgpack:"src,omitempty"`   // source address or go-sockaddr template
+	Netns        string            `msgpack:"ns,omitempty"`    // network namespace name to probe from
+	CheckAddr    string            `msgpack:"caddr,omitempty"` // probe this address instead of the backend's
+	CheckPort    uint16            `msgpack:"cport,omitempty"` // probe this port instead of the backend's
+	Rev          uint64            `msgpack:"rev"`             // config revision that last changed it
+	UsedBy       []string          `msgpack:"used,omitempty"`  // backend IDs (VS/backend) probed through it
 }
 
 // Member is a prober's registration, the value of its key in KV hm_members,

@@ -58,8 +58,13 @@ func ParseProto(s string) (Proto, error) {
 
 // AddrToken encodes an address as a token: IPv4 dots become '_', IPv6 colons
 // become '-'. IPv4-mapped IPv6 addresses are unmapped and zones are dropped,
-// so the token names the address DPVS would use.
+// so the token names the address DPVS would use. The zero Addr becomes
+// "invalid", which no parser accepts: its String() ("invalid IP") holds a
+// space, and a space in a subject splits the NATS PUB line.
 func AddrToken(a netip.Addr) string {
+	if !a.IsValid() {
+		return "invalid"
+	}
 	a = a.Unmap().WithZone("")
 	if a.Is4() {
 		return strings.ReplaceAll(a.String(), ".", "_")

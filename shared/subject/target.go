@@ -18,9 +18,12 @@ type TargetID struct {
 	Hash   string // 8 lower-case hex digits
 }
 
-// Token returns the subject/KV form of the target.
+// Token returns the subject/KV form of the target. Method and Hash go
+// through NameToken, which leaves every valid value as it is and keeps a
+// malformed one (a '.', a space) from adding or splitting subject tokens;
+// ParseTargetToken rejects such a token.
 func (t TargetID) Token() string {
-	return t.Endpoint.Token() + "-" + t.Method + "-" + t.Hash
+	return t.Endpoint.Token() + "-" + NameToken(t.Method) + "-" + NameToken(t.Hash)
 }
 
 // String is the same as Token: a target has no separate DPVS form.
