@@ -36,14 +36,25 @@ type Batch struct {
 	// Pending is how many results the server still holds for the consumer
 	// after this batch: 0 means caught up.
 	Pending uint64
+	last    jetstream.Msg // acking it acks the whole batch and all before (AckAll)
+}
+
+// Ack acknowledges every result up to the end of this batch. Call it only
+// once the state reflecting them is checkpointed.
+func (b *Batch) Ack(ctx context.Context) error {
+	if b.last == nil {
+		return nil
+	}
+	if err := b.last.DoubleAck(ctx); err != nil {
+		return fmt.Errorf("ingest: ack %d: %w", b.Last, err)
+	}
+	return nil
 }
 
 // Consumer reads results in batches.
 type Consumer struct {
 	c     jetstream.Consumer
 	log   zerolog.Logger
-	last  jetstream.Msg // newest message seen, acking it acks all before (AckAll)
-	acked uint64
 	Stats Stats
 	// lastMalformedLog rate-limits the malformed warning.
 	lastMalformedLog time.Time
@@ -94,7 +105,7 @@ func Open(ctx context.Context, s jetstream.Stream, durable, filter string, pos P
 	if err != nil {
 		return nil, fmt.Errorf("ingest: consumer %s: %w", durable, err)
 	}
-	return &Consumer{c: c, log: log, acked: pos.AfterSeq}, nil
+	return &Consumer{c: c, log: log}, nil
 }
 
 // Next fetches up to max results, waiting at most wait for the first one.
@@ -117,7 +128,7 @@ func (c *Consumer) Next(ctx context.Context, max int, wait time.Duration) (Batch
 			continue
 		}
 		seq := md.Sequence.Stream
-		b.Last, b.Pending, c.last = seq, md.NumPending, m
+		b.Last, b.Pending, b.last = seq, md.NumPending, m
 		var r event.ProbeResult
 		if err := event.Unmarshal(m.Data(), &r); err != nil || r.Target == "" || !r.State.Valid() {
 			if err == nil {
@@ -146,25 +157,3 @@ func (c *Consumer) malformed(err error) {
 	}
 }
 
-// AckThrough acknowledges every result up to the newest one fetched so far;
-// call it after the state that reflects them is checkpointed.
-func (c *Consumer) AckThrough(ctx context.Context) error {
-	if c.last == nil {
-		return nil
-	}
-	md, err := c.last.Metadata()
-	if err != nil {
-		return err
-	}
-	if md.Sequence.Stream <= c.acked {
-		return nil
-	}
-	if err := c.last.DoubleAck(ctx); err != nil {
-		return fmt.Errorf("ingest: ack %d: %w", md.Sequence.Stream, err)
-	}
-	c.acked = md.Sequence.Stream
-	return nil
-}
-
-// Acked is the highest stream sequence acknowledged.
-func (c *Consumer) Acked() uint64 { return c.acked }
