@@ -47,7 +47,7 @@ func desired() engine.Desired {
 			Method: "tcp", Interval: int64(time.Second), Timeout: int64(time.Second), Observers: 1}}
 	}
 	return engine.Desired{
-		Rev: 1,
+		Rev:     1,
 		Targets: map[string]engine.TargetDef{t1.Token(): def(t1), t2.Token(): def(t2)},
 		Inventory: topology.Inventory{
 			VSs: []topology.VSSpec{{ID: vsID, Action: event.ActionSpec{Actioner: "BackendUpdate"},
