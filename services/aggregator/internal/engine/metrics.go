@@ -30,7 +30,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		publishRetries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "healthmesh_aggregator_publish_retries_total", Help: "Transition publishes retried after a transient error."}),
 		inventoryErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "healthmesh_aggregator_inventory_errors_total", Help: "Inventories the model rejected."}),
+			Name: "healthmesh_aggregator_model_rejections_total", Help: "Inventories the model rejected."}),
 		targets: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "healthmesh_aggregator_targets", Help: "Targets judged by the active aggregator."}),
 		checkpointSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{

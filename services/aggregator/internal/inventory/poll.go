@@ -1,0 +1,116 @@
+package inventory
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/healthmesh/healthmesh/services/aggregator/internal/engine"
+	"github.com/healthmesh/healthmesh/shared/config"
+	"github.com/healthmesh/healthmesh/shared/dpvsagent"
+)
+
+// Options configures Run.
+type Options struct {
+	Config func() *config.Config // the current configuration
+	// Reload signals that Config changed (a value per reload).
+	Reload <-chan struct{}
+	// Agent lists services; nil when dpvs-agent is not used.
+	Agent        *dpvsagent.Client
+	ListInterval time.Duration // default 15s
+	// Out receives each new Desired; only the latest matters, so a pending
+	// value is replaced. Run is its only sender.
+	Out     chan engine.Desired
+	Metrics *Metrics
+	Log     zerolog.Logger
+}
+
+// Metrics are the inventory's series.
+type Metrics struct {
+	ListErrors prometheus.Counter
+	Problems   prometheus.Gauge
+	Services   prometheus.Gauge
+}
+
+// NewMetrics registers the inventory series.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		ListErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "healthmesh_aggregator_inventory_errors_total",
+			Help: "Failed dpvs-agent service listings (the last good list is kept)."}),
+		Problems: prometheus.NewGauge(prometheus.GaugeOpts{Name: "healthmesh_aggregator_inventory_problems",
+			Help: "Services or backends in the inventory that could not be used."}),
+		Services: prometheus.NewGauge(prometheus.GaugeOpts{Name: "healthmesh_aggregator_inventory_services",
+			Help: "Virtual services in the inventory."}),
+	}
+	reg.MustRegister(m.ListErrors, m.Problems, m.Services)
+	return m
+}
+
+// Run lists dpvs-agent every ListInterval (at once at start) and rebuilds on
+// every reload, until ctx ends. A failed, empty or malformed list is logged
+// and counted and the last good list is kept: it never means "all services
+// are gone".
+func Run(ctx context.Context, o Options) {
+	if o.ListInterval <= 0 {
+		o.ListInterval = 15 * time.Second
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics(prometheus.NewRegistry())
+	}
+	var last []dpvsagent.VirtualServer
+	listed := o.Agent == nil
+	list := func() {
+		if o.Agent == nil {
+			return
+		}
+		lctx, cancel := context.WithTimeout(ctx, o.ListInterval)
+		defer cancel()
+		vss, err := o.Agent.ListVS(lctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				o.Metrics.ListErrors.Inc()
+				o.Log.Warn().Err(err).Msg("dpvs-agent service list failed; keeping the last good one")
+			}
+			return
+		}
+		last, listed = vss, true
+	}
+	build := func() {
+		if !listed {
+			// Until the agent answered once, the inventory is unknown: an
+			// empty one would make every VS look removed.
+			return
+		}
+		d, problems := Build(o.Config(), last)
+		for _, p := range problems {
+			o.Log.Warn().Str("object", p.Object).Msg("inventory: " + p.Msg)
+		}
+		o.Metrics.Problems.Set(float64(len(problems)))
+		o.Metrics.Services.Set(float64(len(d.Inventory.VSs)))
+		select {
+		case <-o.Out: // drop the stale pending value
+		default:
+		}
+		select {
+		case o.Out <- d:
+		case <-ctx.Done():
+		}
+	}
+	list()
+	build()
+	t := time.NewTicker(o.ListInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			list()
+			build()
+		case <-o.Reload:
+			build()
+		}
+	}
+}
