@@ -156,4 +156,3 @@ func (c *Consumer) malformed(err error) {
 		c.log.Warn().Err(err).Uint64("malformed_total", c.Stats.Malformed.Load()).Msg("malformed probe result dropped")
 	}
 }
-
