@@ -124,7 +124,7 @@ func TestDefaults(t *testing.T) {
 		{"bus.results-max-age", d.Bus.ResultsMaxAge, time.Hour},
 		{"bus.results-max-bytes", d.Bus.ResultsMaxBytes, ByteSize(1 << 30)},
 		{"bus.events-max-age", d.Bus.EventsMaxAge, 720 * time.Hour},
-		{"bus.events-max-bytes", d.Bus.EventsMaxBytes, ByteSize(10 << 30)},
+		{"bus.events-max-bytes", d.Bus.EventsMaxBytes, ByteSize(4 << 30)},
 		{"bus.replicas", d.Bus.Replicas, 1},
 		{"bus.member-ttl", d.Bus.MemberTTL, 3 * time.Second},
 		{"bus.leader-ttl", d.Bus.LeaderTTL, 5 * time.Second},

@@ -103,7 +103,7 @@
 //	  results-max-age: 1h            # HM_RESULTS retention
 //	  results-max-bytes: 1GiB        # bytes, or with a unit (KB MB GB KiB MiB GiB …), or unlimited
 //	  events-max-age: 720h           # HM_EVENTS retention (30 days)
-//	  events-max-bytes: 10GiB
+//	  events-max-bytes: 4GiB
 //	  replicas: 1                    # stream/bucket replicas, 1..5
 //	  member-ttl: 3s                 # a silent prober loses its targets after this
 //	  leader-ttl: 5s                 # aggregator lease

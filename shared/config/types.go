@@ -260,7 +260,7 @@ const (
 	DefaultResultsMaxAge   = time.Hour
 	DefaultResultsMaxBytes = ByteSize(1 << 30)
 	DefaultEventsMaxAge    = 720 * time.Hour
-	DefaultEventsMaxBytes  = ByteSize(10 << 30)
+	DefaultEventsMaxBytes  = ByteSize(4 << 30)
 	DefaultReplicas        = 1
 	DefaultMemberTTL       = 3 * time.Second
 	DefaultLeaderTTL       = 5 * time.Second
