@@ -279,4 +279,3 @@ func waitAudit(t *testing.T, e *env, verb string) event.AuditRecord {
 	})
 	return rec
 }
-
