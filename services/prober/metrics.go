@@ -1,0 +1,67 @@
+package prober
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/healthmesh/healthmesh/services/prober/internal/probe"
+	"github.com/healthmesh/healthmesh/services/prober/internal/publish"
+)
+
+// metrics are the prober's series. Labels are bounded (method, reason):
+// there is no series per target.
+type metrics struct {
+	probes        *prometheus.CounterVec
+	latency       *prometheus.HistogramVec
+	lateness      prometheus.Histogram
+	overruns      prometheus.Counter
+	queue         prometheus.Gauge
+	owned         prometheus.Gauge
+	badTargets    prometheus.Counter
+	publishErrors prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer, pub *publish.Publisher) *metrics {
+	m := &metrics{
+		probes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "healthmesh_prober_probes_total",
+			Help: "Probes run, by method and reason code."}, []string{"method", "reason"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "healthmesh_prober_probe_duration_seconds",
+			Help: "Probe round-trip time.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)}, []string{"method"}),
+		lateness: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "healthmesh_prober_schedule_lateness_seconds",
+			Help: "How late probes start after they are due.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		overruns: prometheus.NewCounter(prometheus.CounterOpts{Name: "healthmesh_prober_schedule_overruns_total",
+			Help: "Ticks skipped because the previous probe of the target had not finished."}),
+		queue: prometheus.NewGauge(prometheus.GaugeOpts{Name: "healthmesh_prober_schedule_queue_depth",
+			Help: "Due probes waiting for a free slot."}),
+		owned: prometheus.NewGauge(prometheus.GaugeOpts{Name: "healthmesh_prober_owned_targets",
+			Help: "Targets this prober owns and probes."}),
+		badTargets: prometheus.NewCounter(prometheus.CounterOpts{Name: "healthmesh_prober_bad_targets_total",
+			Help: "Targets that could not be turned into a probe."}),
+		publishErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "healthmesh_prober_publish_failures_total",
+			Help: "Results not handed to JetStream (back-pressure or errors)."}),
+	}
+	pubDropped := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "healthmesh_prober_results_dropped_total",
+		Help: "Results dropped because the JetStream in-flight window was full (back-pressure)."},
+		func() float64 { return float64(pub.Stats.Dropped.Load()) })
+	pubFailed := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "healthmesh_prober_results_failed_total",
+		Help: "Results whose publish or ack failed."},
+		func() float64 { return float64(pub.Stats.Failed.Load()) })
+	pubAcked := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "healthmesh_prober_results_acked_total",
+		Help: "Results stored in HM_RESULTS."},
+		func() float64 { return float64(pub.Stats.Acked.Load()) })
+	reg.MustRegister(m.probes, m.latency, m.lateness, m.overruns, m.queue, m.owned, m.badTargets, m.publishErrors,
+		pubDropped, pubFailed, pubAcked)
+	return m
+}
+
+func (m *metrics) observe(method string, r probe.Result) {
+	m.probes.WithLabelValues(method, string(r.Reason)).Inc()
+	m.latency.WithLabelValues(method).Observe(r.RTT.Seconds())
+}
+
+// Scheduler hooks (schedule.Metrics).
+
+func (m *metrics) Lateness(d time.Duration) { m.lateness.Observe(d.Seconds()) }
+func (m *metrics) Overrun(string, int)      { m.overruns.Inc() }
+func (m *metrics) QueueDepth(n int)         { m.queue.Set(float64(n)) }
