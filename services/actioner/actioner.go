@@ -62,6 +62,9 @@ type Options struct {
 	Prefix    string // subject prefix ("" = hm)
 	// HTTPAddr serves /metrics and /healthz; "" serves nothing.
 	HTTPAddr string
+	// Registry collects the metrics; nil = a new one (served at HTTPAddr).
+	// The all-in-one passes its shared registry.
+	Registry *prometheus.Registry
 	Log      zerolog.Logger
 
 	ActionTimeout time.Duration   // action-timeout of specs that give none (2s)
@@ -122,7 +125,10 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 
-	reg := prometheus.NewRegistry()
+	reg := o.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
 	m := metrics.New(reg)
 	led := ledger.New()
 	metrics.RegisterObjects(reg, led.Count)

@@ -4,11 +4,15 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,18 +23,56 @@ import (
 	"github.com/healthmesh/healthmesh/shared/bus"
 	"github.com/healthmesh/healthmesh/shared/event"
 	"github.com/healthmesh/healthmesh/shared/subject"
+	"github.com/healthmesh/healthmesh/shared/wait"
 )
 
-// buildBinary compiles cmd/healthmesh into a temp dir.
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// buildBinary compiles cmd/healthmesh once per test run.
 func buildBinary(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "healthmesh")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/healthmesh")
-	cmd.Env = append(cmd.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "healthmesh-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "healthmesh")
+		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/healthmesh")
+		cmd.Env = append(cmd.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
 	}
-	return bin
+	return binPath
+}
+
+// writeConfig writes a config with one static VS whose backend is addr.
+func writeConfig(t *testing.T, backend string) string {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(backend)
+	conf := filepath.Join(t.TempDir(), "healthcheck.conf")
+	text := fmt.Sprintf(`
+global:
+  virtual-address: {actioner: Blank}
+  virtual-server: {method: tcp, interval: 300ms, timeout: 200ms, actioner: Blank}
+dpvs-agent: {enabled: false}
+services:
+  192.0.2.1-TCP-80:
+    backends:
+      - {addr: %s, port: %s}
+`, host, port)
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return conf
 }
 
 type readyLine struct {
@@ -84,8 +126,22 @@ func startProcess(t *testing.T, bin string, args ...string) (*exec.Cmd, readyLin
 func TestAllInOne_process_serves_bus_and_stops_on_sigterm(t *testing.T) {
 	bin := buildBinary(t)
 	dir := t.TempDir()
-	cmd, ready, exited := startProcess(t, bin, "-data-dir", dir, "-nats-addr", "127.0.0.1:0",
-		"-metric-server-addr", "127.0.0.1:0", "-log-format", "json")
+	backend, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { // accept and close: a healthy TCP backend
+		for {
+			c, err := backend.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	conf := writeConfig(t, backend.Addr().String())
+	cmd, ready, exited := startProcess(t, bin, "-config-file", conf, "-data-dir", dir, "-nats-addr", "127.0.0.1:0",
+		"-metric-server-addr", "127.0.0.1:0", "-log-format", "json", "-node", "lb1")
 	if !strings.HasPrefix(ready.NATSURL, "nats://127.0.0.1:") {
 		t.Fatalf("nats url %q", ready.NATSURL)
 	}
@@ -121,6 +177,24 @@ func TestAllInOne_process_serves_bus_and_stops_on_sigterm(t *testing.T) {
 		t.Fatalf("read back %+v, %v", got, err)
 	}
 
+	// The roles work together: the backend is probed and judged healthy,
+	// then unhealthy once it stops listening.
+	statusHas := func(want string) func() bool {
+		return func() bool {
+			resp, err := http.Get("http://" + ready.HTTPAddr + "/status")
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode == 200 && strings.Contains(string(b), want)
+		}
+	}
+	wait.For(t, 15*time.Second, "backend Healthy in /status", statusHas("-> "+backend.Addr().String()+" "))
+	wait.For(t, 15*time.Second, "VIP Healthy in /status", statusHas("Healthy"))
+	backend.Close()
+	wait.For(t, 10*time.Second, "backend Unhealthy in /status", statusHas("Unhealthy"))
+
 	resp, err := http.Get("http://" + ready.HTTPAddr + "/healthz")
 	if err != nil {
 		t.Fatal(err)
@@ -148,7 +222,8 @@ func TestAllInOne_process_serves_bus_and_stops_on_sigterm(t *testing.T) {
 
 func TestAllInOne_unwritable_data_dir_is_a_clear_error(t *testing.T) {
 	bin := buildBinary(t)
-	out, err := exec.Command(bin, "-data-dir", "/proc/no-such-dir/hm", "-nats-addr", "off",
+	conf := writeConfig(t, "127.0.0.1:1")
+	out, err := exec.Command(bin, "-config-file", conf, "-data-dir", "/proc/no-such-dir/hm", "-nats-addr", "off",
 		"-metric-server-addr", "127.0.0.1:0", "-log-format", "json").CombinedOutput()
 	if err == nil {
 		t.Fatal("started with an unwritable data dir")
@@ -156,4 +231,28 @@ func TestAllInOne_unwritable_data_dir_is_a_clear_error(t *testing.T) {
 	if !strings.Contains(string(out), "/proc/no-such-dir/hm") {
 		t.Fatalf("error does not name the directory:\n%s", out)
 	}
+}
+
+func TestAllInOne_invalid_config_is_reported_with_paths(t *testing.T) {
+	bin := buildBinary(t)
+	conf := filepath.Join(t.TempDir(), "bad.conf")
+	os.WriteFile(conf, []byte("global:\n  virtual-server:\n    interval: -1s\n    method: 77\n"), 0o644)
+	out, err := exec.Command(bin, "-config-file", conf, "-data-dir", t.TempDir(), "-nats-addr", "off",
+		"-metric-server-addr", "127.0.0.1:0", "-log-format", "json").CombinedOutput()
+	if err == nil {
+		t.Fatal("started with an invalid config")
+	}
+	for _, want := range []string{"global/virtual-server/interval", "global/virtual-server/method"} {
+		if !strings.Contains(string(out), want) {
+			t.Fatalf("error does not name %s:\n%s", want, out)
+		}
+	}
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
 }

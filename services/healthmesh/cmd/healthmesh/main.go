@@ -1,6 +1,7 @@
 // Command healthmesh is the all-in-one health-check control plane for DPVS:
 // an embedded NATS server with JetStream plus the prober, aggregator and
-// actioner roles, a drop-in replacement for the DPVS healthcheck binary.
+// actioner roles. It takes the DPVS healthcheck flags and config file, so it
+// replaces the healthcheck binary with no other change.
 package main
 
 import (
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/healthmesh/healthmesh/services/healthmesh"
 	"github.com/healthmesh/healthmesh/shared/logging"
@@ -17,26 +19,60 @@ import (
 
 func main() {
 	var (
-		o         healthmesh.Options
-		logFormat string
-		logLevel  string
+		o                   healthmesh.Options
+		logFormat, logLevel string
 	)
+	host, _ := os.Hostname()
+	// The DPVS healthcheck flags, with their meaning and defaults.
+	flag.StringVar(&o.ConfigFile, "config-file", "/etc/healthcheck.conf", "configuration file (DPVS healthcheck.conf layout)")
+	flag.DurationVar(&o.ConfigReloadInterval, "config-reload-interval", 53*time.Second, "configuration reload interval (also on SIGHUP)")
+	flag.StringVar(&o.AgentAddr, "dpvs-agent-addr", ":8082", "dpvs-agent address")
+	flag.DurationVar(&o.ServiceListInterval, "dpvs-service-list-interval", 15*time.Second, "dpvs-agent service list interval")
+	flag.StringVar(&o.HTTPAddr, "metric-server-addr", ":6601", "HTTP listen address (/metrics /status /conf /conf/check /healthz)")
+	flag.StringVar(&o.MetricsURI, "metric-server-uri", "/metrics", "Prometheus metrics path (the DPVS text tree is at /status)")
+	flag.StringVar(&o.ConfURI, "conf-uri", "/conf", "effective configuration path")
+	flag.StringVar(&o.ConfCheckURI, "conf-check-uri", "/conf/check", "configuration check path")
+	// Accepted so existing command lines keep working; healthmesh has no such
+	// channels (state flows over NATS).
+	for _, name := range []string{"checker-notify-channel-size", "vs-notify-channel-size", "metric-notify-channel-size"} {
+		flag.Int(name, 0, "accepted for DPVS compatibility and ignored")
+	}
+	flag.Duration("metric-delay", 0, "accepted for DPVS compatibility and ignored")
+	flag.Bool("debug", false, "accepted for DPVS compatibility and ignored")
+	// healthmesh's own.
 	flag.StringVar(&o.DataDir, "data-dir", "/var/lib/healthmesh", "JetStream store directory")
 	flag.StringVar(&o.NATSAddr, "nats-addr", "127.0.0.1:4222", "embedded NATS client listener (host:port), or off for in-process connections only")
-	flag.StringVar(&o.HTTPAddr, "metric-server-addr", ":6601", "HTTP listen address for /healthz, /metrics, /status, /conf")
-	flag.StringVar(&o.Prefix, "subject-prefix", "hm", "NATS subject prefix")
+	flag.StringVar(&o.Node, "node", host, "this load balancer node's name")
 	flag.StringVar(&logFormat, "log-format", "auto", "log format: auto, json or console")
 	flag.StringVar(&logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	flag.Parse()
 
-	log, err := logging.New(os.Stderr, logging.Options{Format: logFormat, Level: logLevel, Service: "healthmesh"})
+	log, err := logging.New(os.Stderr, logging.Options{Format: logFormat, Level: logLevel, Service: "healthmesh", Node: o.Node})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "healthmesh:", err)
 		os.Exit(2)
 	}
+	flag.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "checker-notify-channel-size", "vs-notify-channel-size", "metric-notify-channel-size", "metric-delay", "debug":
+			log.Info().Str("flag", f.Name).Msg("DPVS healthcheck flag accepted and ignored: healthmesh has no such setting")
+		}
+	})
 	o.Log = log
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	reload := make(chan struct{}, 1)
+	go func() {
+		for range hup {
+			select {
+			case reload <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	o.Reload = reload
 	if err := healthmesh.Run(ctx, o); err != nil {
 		log.Error().Err(err).Msg("healthmesh failed")
 		os.Exit(1)
