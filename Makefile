@@ -52,9 +52,8 @@ modcheck: ## Every module builds on its own (GOWORK=off) with its replace direct
 	@set -e; for m in $(MODULES); do echo "GOWORK=off build $$m"; (cd $$m && GOWORK=off $(GO) build -o /dev/null ./...); done
 
 .PHONY: run
-run: build ## Run the all-in-one healthmesh locally (data in .data/)
-	@mkdir -p $(DATA)
-	$(BIN)/healthmesh -data-dir $(DATA)/jetstream -nats-addr 127.0.0.1:4222 -metric-server-addr 127.0.0.1:6601 -log-format console
+run: build ## Run the demo: all-in-one healthmesh + dpvs-agent emulator + demo backends on loopback
+	BIN=$(BIN) DATA=$(DATA) deploy/examples/run-demo.sh
 
 .PHONY: clean
 clean: ## Remove build output and local data

@@ -118,6 +118,18 @@ func Status(ctx context.Context, nc *nats.Conn, sp subject.Space) (APIReply, err
 	return Call(ctx, nc, sp, engine.OpStatus, nil)
 }
 
+// Pause asks the active aggregator to pause a backend of a VS for
+// maintenance (req.Who required, req.Why recorded in the audit trail). The
+// reply's OK and Error say whether it was applied.
+func Pause(ctx context.Context, nc *nats.Conn, sp subject.Space, req APIRequest) (APIReply, error) {
+	return Call(ctx, nc, sp, engine.OpPause, &req)
+}
+
+// Resume asks the active aggregator to resume a paused backend.
+func Resume(ctx context.Context, nc *nats.Conn, sp subject.Space, req APIRequest) (APIReply, error) {
+	return Call(ctx, nc, sp, engine.OpResume, &req)
+}
+
 // Call sends one hm.api request and decodes the reply.
 func Call(ctx context.Context, nc *nats.Conn, sp subject.Space, op engine.Op, req *APIRequest) (APIReply, error) {
 	var body []byte
