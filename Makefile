@@ -55,6 +55,11 @@ modcheck: ## Every module builds on its own (GOWORK=off) with its replace direct
 run: build ## Run the demo: all-in-one healthmesh + dpvs-agent emulator + demo backends on loopback
 	BIN=$(BIN) DATA=$(DATA) deploy/examples/run-demo.sh
 
+.PHONY: nats-cli
+nats-cli: ## Install the pinned nats CLI (natscli v0.4.0) into bin/
+	@mkdir -p $(BIN)
+	cd tools/natscli && GOWORK=off GOBIN=$(BIN) $(GO) install github.com/nats-io/natscli/nats
+
 .PHONY: clean
 clean: ## Remove build output and local data
 	rm -rf $(BIN) $(DATA)
