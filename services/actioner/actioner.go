@@ -113,7 +113,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("actioner: jetstream: %w", err)
 	}
-	layout, err := openLayout(ctx, js, sp, log)
+	layout, err := bus.WaitOpen(ctx, js, sp, log)
 	if err != nil {
 		return err
 	}
@@ -209,30 +209,6 @@ func Run(ctx context.Context, o Options) error {
 	})
 	wg.Wait()
 	return firstErr
-}
-
-// openLayout binds to the streams and buckets, waiting (bounded by ctx)
-// for them to exist: the aggregator owns their configuration, and an
-// actioner started first simply waits for it.
-func openLayout(ctx context.Context, js jetstream.JetStream, sp subject.Space, log zerolog.Logger) (*bus.Layout, error) {
-	logged := false
-	for {
-		l, err := bus.Open(ctx, js, sp)
-		if err == nil {
-			return l, nil
-		}
-		if !logged {
-			log.Warn().Err(err).Msg("waiting for the JetStream layout (streams and buckets are created by the aggregator)")
-			logged = true
-		}
-		t := time.NewTimer(500 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, fmt.Errorf("actioner: open layout: %w (last error: %v)", ctx.Err(), err)
-		case <-t.C:
-		}
-	}
 }
 
 // handler serves /metrics from reg and /healthz: 200 once the consumer

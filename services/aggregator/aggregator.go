@@ -7,9 +7,7 @@ package aggregator
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"sync"
@@ -28,6 +26,7 @@ import (
 	"github.com/healthmesh/healthmesh/shared/config"
 	"github.com/healthmesh/healthmesh/shared/dpvsagent"
 	"github.com/healthmesh/healthmesh/shared/event"
+	"github.com/healthmesh/healthmesh/shared/httpserver"
 	"github.com/healthmesh/healthmesh/shared/subject"
 )
 
@@ -188,10 +187,14 @@ func (s *server) lead(ctx context.Context, t lease.Term) {
 	}
 	desired := make(chan engine.Desired, 1) // sent by inventory.Run only
 	requests := make(chan engine.Request)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// Deferred in this order so that cancel runs before the wait: when the
+	// engine stops on its own (fenced, transitions lost) the inventory
+	// goroutine must be told to stop too, or lead never returns and its
+	// lease is renewed forever with no engine behind it.
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -281,26 +284,13 @@ func (s *server) serveHTTP() (stop func(), err error) {
 		}
 		return func() {}, nil
 	}
-	ln, err := net.Listen("tcp", s.o.HTTPAddr)
+	srv, err := httpserver.Start(s.o.HTTPAddr, mux, s.log)
 	if err != nil {
-		return nil, fmt.Errorf("aggregator: http listen %s: %w", s.o.HTTPAddr, err)
+		return nil, fmt.Errorf("aggregator: %w", err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	done := make(chan struct{}) // closed when Serve returns
-	go func() {
-		defer close(done)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error().Err(err).Msg("http server failed")
-		}
-	}()
-	s.log.Info().Str("addr", ln.Addr().String()).Msg("http serving")
+	s.log.Info().Str("addr", srv.Addr()).Msg("http serving")
 	if s.o.Ready != nil {
-		s.o.Ready(ln.Addr().String())
+		s.o.Ready(srv.Addr())
 	}
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		<-done
-	}, nil
+	return srv.Stop, nil
 }

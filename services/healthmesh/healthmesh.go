@@ -5,9 +5,7 @@ package healthmesh
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -24,6 +22,7 @@ import (
 	"github.com/healthmesh/healthmesh/shared/broker"
 	"github.com/healthmesh/healthmesh/shared/bus"
 	"github.com/healthmesh/healthmesh/shared/config"
+	"github.com/healthmesh/healthmesh/shared/httpserver"
 	"github.com/healthmesh/healthmesh/shared/subject"
 )
 
@@ -164,40 +163,28 @@ func Run(ctx context.Context, o Options) error {
 		return nil
 	}
 
-	ln, err := net.Listen("tcp", o.HTTPAddr)
+	srv, err := httpserver.Start(o.HTTPAddr, mux, o.Log)
 	if err != nil {
 		stop()
 		wg.Wait()
-		return fmt.Errorf("healthmesh: http listen %s: %w", o.HTTPAddr, err)
+		return fmt.Errorf("healthmesh: %w", err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	httpDone := make(chan error, 1) // one value when Serve returns
-	go func() { httpDone <- srv.Serve(ln) }()
-
-	o.Log.Info().Str("nats_url", b.ClientURL()).Str("http_addr", ln.Addr().String()).Str("data_dir", o.DataDir).
+	o.Log.Info().Str("nats_url", b.ClientURL()).Str("http_addr", srv.Addr()).Str("data_dir", o.DataDir).
 		Str("config", o.ConfigFile).Str("node", o.Node).Msg("healthmesh ready")
 	if o.Ready != nil {
-		o.Ready(b.ClientURL(), ln.Addr().String())
+		o.Ready(b.ClientURL(), srv.Addr())
 	}
 
 	var runErr error
 	select {
 	case <-ctx.Done():
 	case runErr = <-errs:
-	case err := <-httpDone:
-		runErr = fmt.Errorf("healthmesh: http: %w", err)
-		httpDone = nil
+	case <-srv.Done():
+		runErr = fmt.Errorf("healthmesh: http: %w", srv.Err())
 	}
 	o.Log.Info().Msg("healthmesh shutting down")
 	stop()
 	wg.Wait()
-	sctx, scancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer scancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		o.Log.Warn().Err(err).Msg("http shutdown")
-	}
-	if httpDone != nil {
-		<-httpDone
-	}
+	srv.Stop()
 	return runErr
 }

@@ -7,10 +7,9 @@ package prober
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"sync"
 	"time"
@@ -27,6 +26,7 @@ import (
 	"github.com/healthmesh/healthmesh/services/prober/internal/schedule"
 	"github.com/healthmesh/healthmesh/shared/bus"
 	"github.com/healthmesh/healthmesh/shared/event"
+	"github.com/healthmesh/healthmesh/shared/httpserver"
 	"github.com/healthmesh/healthmesh/shared/kvwatch"
 	"github.com/healthmesh/healthmesh/shared/subject"
 )
@@ -50,8 +50,11 @@ type Options struct {
 	Mux      *http.ServeMux
 	HTTPAddr string
 	Registry *prometheus.Registry // nil = a new one
-	Log      zerolog.Logger
-	Ready    func(httpAddr string)
+	// Pprof also serves /debug/pprof/ on HTTPAddr, for profiling a running
+	// prober (off by default: it exposes internals).
+	Pprof bool
+	Log   zerolog.Logger
+	Ready func(httpAddr string)
 }
 
 func (o *Options) defaults() {
@@ -95,7 +98,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("prober: %w", err)
 	}
-	layout, err := openLayout(ctx, js, sp, log)
+	layout, err := bus.WaitOpen(ctx, js, sp, log)
 	if err != nil {
 		return err
 	}
@@ -154,26 +157,6 @@ func Run(ctx context.Context, o Options) error {
 	return nil
 }
 
-// openLayout waits for the streams and buckets the aggregator creates.
-func openLayout(ctx context.Context, js jetstream.JetStream, sp subject.Space, log zerolog.Logger) (*bus.Layout, error) {
-	warned := false
-	for {
-		l, err := bus.Open(ctx, js, sp)
-		if err == nil {
-			return l, nil
-		}
-		if !warned {
-			log.Warn().Err(err).Msg("waiting for the healthmesh streams and buckets (is an aggregator running?)")
-			warned = true
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("prober: %w", ctx.Err())
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
-}
-
 func (w *worker) serveHTTP() (func(), error) {
 	h := promhttp.HandlerFor(w.o.Registry, promhttp.HandlerOpts{Registry: w.o.Registry})
 	if w.o.Mux != nil {
@@ -188,25 +171,19 @@ func (w *worker) serveHTTP() (func(), error) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", h)
 	mux.HandleFunc("/healthz", func(rw http.ResponseWriter, r *http.Request) { fmt.Fprintln(rw, "ok") })
-	ln, err := net.Listen("tcp", w.o.HTTPAddr)
+	if w.o.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	srv, err := httpserver.Start(w.o.HTTPAddr, mux, w.log)
 	if err != nil {
-		return nil, fmt.Errorf("prober: http listen %s: %w", w.o.HTTPAddr, err)
+		return nil, fmt.Errorf("prober: %w", err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	done := make(chan struct{}) // closed when Serve returns
-	go func() {
-		defer close(done)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			w.log.Error().Err(err).Msg("http server failed")
-		}
-	}()
 	if w.o.Ready != nil {
-		w.o.Ready(ln.Addr().String())
+		w.o.Ready(srv.Addr())
 	}
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		<-done
-	}, nil
+	return srv.Stop, nil
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 
 	"github.com/healthmesh/healthmesh/shared/subject"
 )
@@ -209,4 +210,26 @@ func Open(ctx context.Context, js jetstream.JetStream, sp subject.Space) (*Layou
 		*b.dst = kv
 	}
 	return l, nil
+}
+
+// WaitOpen is Open, retried until the layout exists or ctx ends: roles that
+// do not own the layout (probers, actioners) start before the aggregator has
+// created it. It logs once while waiting.
+func WaitOpen(ctx context.Context, js jetstream.JetStream, sp subject.Space, log zerolog.Logger) (*Layout, error) {
+	warned := false
+	for {
+		l, err := Open(ctx, js, sp)
+		if err == nil {
+			return l, nil
+		}
+		if !warned {
+			log.Warn().Err(err).Msg("waiting for the healthmesh streams and buckets (is an aggregator running?)")
+			warned = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("bus: wait for layout: %w (last error: %v)", ctx.Err(), err)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
