@@ -45,7 +45,7 @@ func TestRun_backend_events_set_health(t *testing.T) {
 				e.agent.ResetCalls()
 			}
 			seq := e.publish(backendEvent(0, tc.to, 1, e.version(), backendUpdate))
-			wait.For(t, 10*time.Second, "one APPLY result", func() bool { return res.count(isOp("APPLY", true)) == 1 })
+			wait.For(t, 30*time.Second, "one APPLY result", func() bool { return res.count(isOp("APPLY", true)) == 1 })
 			e.settled()
 
 			calls := e.healthCalls()
@@ -150,7 +150,7 @@ func TestRun_agent_answers(t *testing.T) {
 			res := e.results()
 			r := e.start(e.options())
 			e.publish(backendEvent(0, event.Down, 1, e.version(), backendUpdate))
-			wait.For(t, 10*time.Second, "the results", func() bool { return res.count(func(event.ActionResult) bool { return true }) == len(tc.wantOK) })
+			wait.For(t, 30*time.Second, "the results", func() bool { return res.count(func(event.ActionResult) bool { return true }) == len(tc.wantOK) })
 			e.settled()
 
 			var statuses []int
@@ -248,14 +248,14 @@ func TestRun_agent_down_then_reconciled(t *testing.T) {
 	agent.down()
 	e.publish(backendEvent(0, event.Down, 1, v, backendUpdate))
 	e.publish(backendEvent(1, event.Down, 1, v, backendUpdate))
-	wait.For(t, 10*time.Second, "failed attempts while the agent is down", func() bool {
+	wait.For(t, 30*time.Second, "failed attempts while the agent is down", func() bool {
 		return res.count(isOp("APPLY", false)) >= 2
 	})
 	if n := len(e.healthCalls()); n != 0 {
 		t.Fatalf("the agent is down but recorded %d calls", n)
 	}
 	agent.up()
-	wait.For(t, 10*time.Second, "both backends inhibited once the agent is back", func() bool {
+	wait.For(t, 30*time.Second, "both backends inhibited once the agent is back", func() bool {
 		return e.backendState(0).Inhibited && e.backendState(1).Inhibited
 	})
 	e.settled()
@@ -278,7 +278,7 @@ func TestRun_heals_backend_drift_at_sync(t *testing.T) {
 	spec := &event.ActionSpec{Actioner: "BackendUpdate", SyncTime: int64(200 * time.Millisecond)}
 	e.publish(backendEvent(0, event.Down, 1, e.version(), spec))
 	e.publish(backendEvent(1, event.Up, 1, e.version(), spec))
-	wait.For(t, 10*time.Second, "backend 0 inhibited", func() bool { return e.backendState(0).Inhibited })
+	wait.For(t, 30*time.Second, "backend 0 inhibited", func() bool { return e.backendState(0).Inhibited })
 	e.settled()
 
 	// An operator re-enables backend 0 by hand (and moves the version).
@@ -287,7 +287,7 @@ func TestRun_heals_backend_drift_at_sync(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.agent.ResetCalls()
-	wait.For(t, 10*time.Second, "the sync to inhibit backend 0 again", func() bool {
+	wait.For(t, 30*time.Second, "the sync to inhibit backend 0 again", func() bool {
 		return e.backendState(0).Inhibited && res.count(isOp("SYNC", true)) >= 1
 	})
 	calls := e.healthCalls()
@@ -312,10 +312,10 @@ func TestRun_reasserts_hm_state_at_start(t *testing.T) {
 	e.putState(keyOf(e, vaEvent(va, event.Up, 4, dpvsAddrSpec)))
 	res := e.results()
 	e.start(e.options())
-	wait.For(t, 10*time.Second, "backend 0 inhibited and the VIP added", func() bool {
+	wait.For(t, 30*time.Second, "backend 0 inhibited and the VIP added", func() bool {
 		return e.backendState(0).Inhibited && len(e.agent.State().Devices["dpdk0"]) == 1
 	})
-	wait.For(t, 10*time.Second, "two SYNC results", func() bool { return res.count(isOp("SYNC", true)) == 2 })
+	wait.For(t, 30*time.Second, "two SYNC results", func() bool { return res.count(isOp("SYNC", true)) == 2 })
 	calls := e.healthCalls()
 	if len(calls) != 1 || len(calls[0].Items) != 1 {
 		t.Errorf("health calls %+v, want one for backend 0 only (backend 1 is already as desired)", calls)
@@ -343,14 +343,14 @@ func TestRun_old_redelivery_never_overrides_newer_event(t *testing.T) {
 			v := e.version()
 
 			e.publish(backendEvent(0, event.Down, 1, v, backendUpdate)) // fails once: handed back with a delay
-			wait.For(t, 10*time.Second, "the failed PUT", func() bool { return len(e.healthCalls()) == 1 })
+			wait.For(t, 30*time.Second, "the failed PUT", func() bool { return len(e.healthCalls()) == 1 })
 			e.publish(backendEvent(0, event.Up, 2, v, backendUpdate))
-			wait.For(t, 10*time.Second, "the newer event applied", func() bool { return len(e.healthCalls()) == 2 })
+			wait.For(t, 30*time.Second, "the newer event applied", func() bool { return len(e.healthCalls()) == 2 })
 			if restart {
 				r.stop(t)
 				r = e.start(o)
 			}
-			wait.For(t, 10*time.Second, "the old event skipped as stale", func() bool {
+			wait.For(t, 30*time.Second, "the old event skipped as stale", func() bool {
 				return r.metric(t, `healthmesh_actioner_events_skipped_total{reason="stale"}`) == 1
 			})
 			e.settled()
@@ -374,13 +374,13 @@ func TestRun_skips_event_older_than_hm_state(t *testing.T) {
 	e.putState(keyOf(e, backendEvent(0, event.Up, 2, v, backendUpdate)))
 	old := backendEvent(0, event.Down, 1, v, backendUpdate)
 	subj, _ := e.where(old)
-	wait.For(t, 10*time.Second, "hm_state followed", func() bool {
+	wait.For(t, 30*time.Second, "hm_state followed", func() bool {
 		return r.metric(t, `healthmesh_actioner_objects{kind="backend"}`) == 1
 	})
 	if _, err := bus.Publish(testCtx(t), e.js, subj, old); err != nil {
 		t.Fatal(err)
 	}
-	wait.For(t, 10*time.Second, "the old event skipped", func() bool {
+	wait.For(t, 30*time.Second, "the old event skipped", func() bool {
 		return r.metric(t, `healthmesh_actioner_events_skipped_total{reason="stale"}`) == 1
 	})
 	e.settled()
@@ -408,7 +408,7 @@ func TestRun_crash_before_ack_applies_again(t *testing.T) {
 
 	o.BeforeAck = nil
 	e.start(o)
-	wait.For(t, 10*time.Second, "the event applied again", func() bool { return len(e.healthCalls()) == 2 })
+	wait.For(t, 30*time.Second, "the event applied again", func() bool { return len(e.healthCalls()) == 2 })
 	e.settled()
 	calls := e.healthCalls()
 	if fmt.Sprint(calls[0].Items) != fmt.Sprint(calls[1].Items) || calls[1].Status != 200 {
@@ -463,7 +463,7 @@ func TestRun_recovers_its_consumer(t *testing.T) {
 			e.srv.Shutdown()
 			wait.For(t, 5*time.Second, "the disconnect", func() bool { return !e.nc.IsConnected() })
 			natstest.RunServerWith(t, natstest.Options{StoreDir: e.srv.StoreDir, ClientAddr: addr})
-			wait.For(t, 10*time.Second, "the reconnect", e.nc.IsConnected)
+			wait.For(t, 30*time.Second, "the reconnect", e.nc.IsConnected)
 		}},
 	}
 	for _, tc := range tests {
@@ -476,10 +476,10 @@ func TestRun_recovers_its_consumer(t *testing.T) {
 			// Published while the consumer is gone or NATS is barely back:
 			// applied all the same, by the consumer or by the re-assertion
 			// from hm_state that follows a re-created consumer.
-			wait.For(t, 10*time.Second, "the event published", func() bool {
+			wait.For(t, 30*time.Second, "the event published", func() bool {
 				return e.publishTry(backendEvent(0, event.Down, 1, e.version(), backendUpdate))
 			})
-			wait.For(t, 10*time.Second, "the event applied", func() bool { return e.backendState(0).Inhibited })
+			wait.For(t, 30*time.Second, "the event applied", func() bool { return e.backendState(0).Inhibited })
 		})
 	}
 }

@@ -44,7 +44,7 @@ func TestRun_va_events_add_and_remove_dpvs_addr(t *testing.T) {
 	for i, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
 			e.publish(vaEvent(dpvsVA, st.to, uint64(i+1), dpvsAddrSpec))
-			wait.For(t, 10*time.Second, "the device addresses", func() bool {
+			wait.For(t, 30*time.Second, "the device addresses", func() bool {
 				return fmt.Sprint(e.agent.State().Devices["dpdk0"]) == fmt.Sprint(st.want)
 			})
 			wait.For(t, 5*time.Second, "the result", func() bool { return res.count(func(event.ActionResult) bool { return true }) == i+1 })
@@ -114,15 +114,15 @@ func TestRun_va_kernel_route_in_netns(t *testing.T) {
 	plain := &event.ActionSpec{Actioner: "KernelRouteAddDel", Params: params}
 
 	e.publish(vaEvent(vip, event.Up, 1, plain))
-	wait.For(t, 10*time.Second, "the VIP added", func() bool { return n.has(t, vip) })
+	wait.For(t, 30*time.Second, "the VIP added", func() bool { return n.has(t, vip) })
 	e.publish(vaEvent(vip, event.Down, 2, plain))
-	wait.For(t, 10*time.Second, "the VIP removed", func() bool { return !n.has(t, vip) })
+	wait.For(t, 30*time.Second, "the VIP removed", func() bool { return !n.has(t, vip) })
 
 	// With the verdict actioner, a VIP deleted by hand is put back at the
 	// next sync.
 	verdict := &event.ActionSpec{Actioner: "KernelRouteAddDelVerdict", Params: params, SyncTime: int64(200 * time.Millisecond)}
 	e.publish(vaEvent(vip, event.Up, 3, verdict))
-	wait.For(t, 10*time.Second, "the VIP added again", func() bool { return n.has(t, vip) })
+	wait.For(t, 30*time.Second, "the VIP added again", func() bool { return n.has(t, vip) })
 	e.settled()
 	link, err := n.h.LinkByName("lo")
 	if err != nil {
@@ -132,7 +132,7 @@ func TestRun_va_kernel_route_in_netns(t *testing.T) {
 	if err := n.h.AddrDel(link, a); err != nil {
 		t.Fatalf("delete the VIP by hand: %v", err)
 	}
-	wait.For(t, 10*time.Second, "the sync to re-add the VIP", func() bool {
+	wait.For(t, 30*time.Second, "the sync to re-add the VIP", func() bool {
 		return n.has(t, vip) && res.count(isOp("SYNC", true)) >= 1
 	})
 	subs, all := res.get()
@@ -164,7 +164,7 @@ func TestRun_action_results_carry_the_facts(t *testing.T) {
 		backendEvent(0, event.Down, 1, v, backendUpdate),
 		backendEvent(1, event.Down, 1, v, backendUpdate),
 	})
-	wait.For(t, 10*time.Second, "both results", func() bool { return res.count(func(event.ActionResult) bool { return true }) >= 2 })
+	wait.For(t, 30*time.Second, "both results", func() bool { return res.count(func(event.ActionResult) bool { return true }) >= 2 })
 	e.settled()
 	last, err := e.layout.Events.GetLastMsgForSubject(testCtx(t), e.layout.Space.EventBackend(testVS, rip(1)))
 	if err != nil {
@@ -212,7 +212,7 @@ func TestRun_serves_metrics_and_healthz(t *testing.T) {
 	e := newEnv(t, 1)
 	r := e.start(e.options())
 	e.publish(backendEvent(0, event.Unknown, 1, "", backendUpdate)) // asks for nothing
-	wait.For(t, 10*time.Second, "the no-op counted", func() bool {
+	wait.For(t, 30*time.Second, "the no-op counted", func() bool {
 		return r.metric(t, `healthmesh_actioner_events_skipped_total{reason="noop"}`) == 1
 	})
 	tests := []struct {
