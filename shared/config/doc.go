@@ -84,9 +84,10 @@
 // # Action params
 //
 // BackendUpdate: none. KernelRouteAddDel and KernelRouteAddDelVerdict: ifname
-// (required), with-route (bool). DpvsAddrAddDel: dpvs-ifname (required).
-// DpvsAddrKernelRouteAddDel: ifname and dpvs-ifname (required), with-route
-// (optional, unlike DPVS). Script: script (required; must exist and be
+// (required), with-route (bool), netns (healthmesh: a name under /run/netns
+// or an absolute path; default the actioner's own namespace). DpvsAddrAddDel:
+// dpvs-ifname (required). DpvsAddrKernelRouteAddDel: ifname and dpvs-ifname
+// (required), with-route (optional, unlike DPVS), netns. Script: script (required; must exist and be
 // executable, checked through Options.CheckFile), args. Blank: anything.
 //
 // # healthmesh sections

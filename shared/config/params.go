@@ -192,6 +192,19 @@ func kernelIfname(v string) error {
 	return nil
 }
 
+// actionNetns checks the namespace the kernel actioners work in: a name
+// under /run/netns (ip netns add NAME) or an absolute path such as
+// /proc/PID/ns/net, as the actioner accepts it.
+func actionNetns(v string) error {
+	if strings.HasPrefix(v, "/") {
+		return nil
+	}
+	if v == "" {
+		return fmt.Errorf("must not be empty when given")
+	}
+	return checkNetns(v)
+}
+
 // dpvsIfname checks a DPVS port name, which goes into a dpvs-agent URL path.
 func dpvsIfname(v string) error {
 	if v == "" {
@@ -212,7 +225,7 @@ func actionSpecOf(name string, checkFile func(string, bool) error) (actionSpec, 
 	case ActionerKernelRoute, ActionerKernelRouteVerdict:
 		return actionSpec{
 			required: map[string]paramSpec{"ifname": kernelIfname},
-			optional: map[string]paramSpec{"with-route": boolParam},
+			optional: map[string]paramSpec{"with-route": boolParam, "netns": actionNetns},
 		}, true
 	case ActionerDpvsAddr:
 		return actionSpec{required: map[string]paramSpec{"dpvs-ifname": dpvsIfname}}, true
@@ -221,7 +234,7 @@ func actionSpecOf(name string, checkFile func(string, bool) error) (actionSpec, 
 		// without it, a bug).
 		return actionSpec{
 			required: map[string]paramSpec{"ifname": kernelIfname, "dpvs-ifname": dpvsIfname},
-			optional: map[string]paramSpec{"with-route": boolParam},
+			optional: map[string]paramSpec{"with-route": boolParam, "netns": actionNetns},
 		}, true
 	case ActionerScript:
 		return actionSpec{

@@ -43,21 +43,29 @@ func (j *Journal) Append(ctx context.Context, subj, key string, t *event.Transit
 			return 0, err
 		}
 	}
-	ack, err := bus.Publish(ctx, j.js, subj, t, jetstream.WithExpectLastSequencePerSubject(last))
+	// One encoding serves both the event and its hm_state copy.
+	msg, err := bus.NewMsg(subj, t)
+	if err != nil {
+		return 0, err
+	}
+	ack, err := j.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(last))
 	if err != nil {
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
 			delete(j.lastSeq, subj)
 			return 0, fmt.Errorf("%w: %s: %v", ErrFenced, subj, err)
 		}
-		return 0, err
+		return 0, fmt.Errorf("journal: publish %s: %w", subj, err)
+	}
+	if ack.Duplicate && ack.Sequence != last {
+		// An older transition, re-derived by a leader that replays results
+		// the previous one had journaled: stored already, with newer ones
+		// after it on the subject. The ack names the original message, so
+		// neither the fence nor hm_state may move back to it.
+		return ack.Sequence, nil
 	}
 	j.lastSeq[subj] = ack.Sequence
-	data, err := event.Marshal(t)
-	if err != nil {
-		return ack.Sequence, err
-	}
-	if _, err := j.state.Put(ctx, key, data); err != nil {
+	if _, err := j.state.Put(ctx, key, msg.Data); err != nil {
 		return ack.Sequence, fmt.Errorf("journal: state %s: %w", key, err)
 	}
 	return ack.Sequence, nil
