@@ -63,3 +63,80 @@ nats-cli: ## Install the pinned nats CLI (natscli v0.4.0) into bin/
 .PHONY: clean
 clean: ## Remove build output and local data
 	rm -rf $(BIN) $(DATA)
+
+# ---- Containers: images FROM scratch, the compose stack, its fault tests ----
+# Images are built from the static binaries in bin/, the host's CA bundle and
+# a static busybox (Debian: apt-get install busybox-static); nothing is pulled.
+
+IMAGE_PREFIX ?= healthmesh/
+IMAGE_TAG    ?= dev
+IMAGES       := nats-server hm-aggregator hm-prober hm-actioner hmctl dpvs-agent-emu demo-backends
+IMAGE_CTX    := $(BIN)/docker-context
+CA_BUNDLE    ?= /etc/ssl/certs/ca-certificates.crt
+BUSYBOX      ?= /bin/busybox
+# docker-compose v1 when installed, else the v2 plugin.
+COMPOSE      ?= $(shell command -v docker-compose >/dev/null 2>&1 && echo docker-compose || echo docker compose)
+# CLUSTER=1: the 3-node NATS cluster (docker-compose.cluster.yml).
+COMPOSE_FILES := -f docker-compose.yml $(if $(CLUSTER),-f docker-compose.cluster.yml)
+PROBERS      ?= 3
+export HM_IMAGE_PREFIX := $(IMAGE_PREFIX)
+export HM_IMAGE_TAG    := $(IMAGE_TAG)
+
+.PHONY: images
+images: build ## Build the container images FROM scratch from bin/ (no registry needed)
+	@command -v docker >/dev/null || { echo "images: docker is not installed"; exit 1; }
+	@test -r $(CA_BUNDLE) || { echo "images: no CA bundle at $(CA_BUNDLE) (set CA_BUNDLE=FILE)"; exit 1; }
+	@test -x $(BUSYBOX) || { echo "images: no busybox at $(BUSYBOX): apt-get install busybox-static (or set BUSYBOX=FILE)"; exit 1; }
+	@! grep -qa '/lib[0-9]*/ld-linux' $(BUSYBOX) || { echo "images: $(BUSYBOX) is dynamically linked: install busybox-static (or set BUSYBOX=FILE)"; exit 1; }
+	@rm -rf $(IMAGE_CTX) && mkdir -p $(IMAGE_CTX)/data
+	@for i in $(IMAGES); do cp $(BIN)/$$i $(IMAGE_CTX)/; done
+	@cp $(CA_BUNDLE) $(IMAGE_CTX)/ca-certificates.crt && cp $(BUSYBOX) $(IMAGE_CTX)/busybox
+	@set -e; for i in $(IMAGES); do \
+	  echo "image $(IMAGE_PREFIX)$$i:$(IMAGE_TAG)"; \
+	  docker build -q -f deploy/docker/Dockerfile --target $$i -t $(IMAGE_PREFIX)$$i:$(IMAGE_TAG) $(IMAGE_CTX) \
+	    >/dev/null 2>$(IMAGE_CTX)/build.log || { cat $(IMAGE_CTX)/build.log; exit 1; }; \
+	done
+
+.PHONY: up
+up: images ## Start the compose stack (PROBERS=3, CLUSTER=1 for the 3-node NATS cluster)
+	$(COMPOSE) $(COMPOSE_FILES) up -d --scale prober=$(PROBERS)
+	@echo "healthmesh is starting: $(COMPOSE) $(COMPOSE_FILES) run --rm hmctl status   (or bin/hmctl status)"
+
+.PHONY: down
+down: ## Stop the compose stack and delete its volumes
+	$(COMPOSE) $(COMPOSE_FILES) --profile tools down --volumes --remove-orphans
+
+.PHONY: e2e-compose
+e2e-compose: images ## Fault scenarios against a compose stack of their own (needs docker; ~5 minutes; CLUSTER=1 too)
+	cd tools && HM_E2E_COMPOSE=1 HM_E2E_CLUSTER=$(CLUSTER) HM_E2E_COMPOSE_CMD="$(COMPOSE)" $(GO) test -count=1 -timeout 30m -v -run TestComposeFaults ./deploytest/
+
+# ---- Prober benchmark (BENCHMARKS.md, prober section) ----
+# One hm-prober against nats-server and loopback backends, each a separate
+# process, in a private network namespace; about 6 minutes. Pass hm-bench
+# flags in BENCH_PROBER_FLAGS, e.g. "-json", "-runs 1", "-scenarios tcp:10000",
+# "-profile DIR". Only the results go to stdout (progress to stderr).
+BENCH_PROBER_FLAGS ?=
+
+.PHONY: bench-prober
+bench-prober: ## Prober performance: 10k TCP, 10k ping, 5k HTTP targets at 1 s, twice each (BENCH_PROBER_FLAGS=...)
+	@mkdir -p $(BIN)
+	@echo "build hm-prober hm-bench demo-backends nats-server" >&2
+	@cd services/prober && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/hm-prober
+	@cd tools && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./hm-bench ./demo-backends
+	@cd tools && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/nats-server github.com/nats-io/nats-server/v2
+	@$(BIN)/hm-bench -bin $(BIN) $(BENCH_PROBER_FLAGS)
+
+# ---- Aggregator benchmarks (BENCHMARKS.md, aggregator section) ----
+# Go benchmarks, in process: the fold path (checker + topology + engine
+# bookkeeping) without a server, then engine.Run on an embedded nats-server
+# (end to end from HM_RESULTS, restore of 100k targets) and the heap per
+# target. Every measurement runs BENCH_AGG_COUNT times; about 6 minutes.
+BENCH_AGG_COUNT ?= 3
+
+.PHONY: bench-aggregator
+bench-aggregator: ## Aggregator performance: fold, checkpoint, end to end, memory per target, restore (BENCH_AGG_COUNT=3)
+	@uptime
+	cd services/aggregator && $(GO) test -run '^$$' -count $(BENCH_AGG_COUNT) -benchtime 2s -bench . ./internal/checker/ ./internal/topology/
+	cd services/aggregator && $(GO) test -run '^$$' -count $(BENCH_AGG_COUNT) -benchtime 2s -bench 'Fold|Checkpoint|Expire|ApplyDesired' ./internal/engine/
+	cd services/aggregator && $(GO) test -run '^$$' -count $(BENCH_AGG_COUNT) -benchtime 1x -timeout 30m -bench 'EndToEnd|Restore|MemoryPerTarget' ./internal/engine/
+	@uptime

@@ -50,6 +50,7 @@ type job struct {
 }
 
 func (w *worker) putTarget(key string, t *event.Target, _ uint64) {
+	t.UsedBy = nil // which backends share a target is the aggregator's business: not kept per target here
 	w.mu.Lock()
 	w.defs[key] = t
 	w.mu.Unlock()

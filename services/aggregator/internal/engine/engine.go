@@ -137,6 +137,11 @@ type engine struct {
 	restoredTargets map[string]checker.TargetSnapshot
 	writtenTargets  map[string][]byte // hm_targets values as last written
 	writtenState    map[string][]byte // hm_state rec.* / target.* values as last written
+	// What the next checkpoint must look at besides dirty targets: every
+	// record after an inventory change or a restore (fullPass), else the
+	// records of the objects in touched (see recID).
+	fullPass bool
+	touched  map[string]struct{}
 }
 
 // ErrLost is returned when transitions could not be published (NATS
@@ -146,29 +151,8 @@ var ErrLost = errors.New("engine: transitions could not be published")
 // Run is the active aggregator until ctx ends (the lease is lost or the
 // process stops) or a fatal error (fenced by a newer leader).
 func Run(ctx context.Context, o Options) error {
-	if o.CheckpointEvery <= 0 {
-		o.CheckpointEvery = 5 * time.Second
-	}
-	if o.FetchBatch <= 0 {
-		o.FetchBatch = 2000
-	}
-	if o.ExpireEvery <= 0 {
-		o.ExpireEvery = 500 * time.Millisecond
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	if o.Metrics == nil {
-		o.Metrics = NewMetrics(prometheus.NewRegistry())
-	}
-	e := &engine{
-		o: o, sp: o.Layout.Space, now: o.Now, log: o.Log.With().Uint64("term", o.Term).Logger(),
-		model: topology.New(), targets: map[string]*target{}, m: o.Metrics,
-		journal:        journal.New(o.JS, o.Layout.Events, o.Layout.State),
-		kv:             &asyncKV{js: o.JS},
-		writtenTargets: map[string][]byte{}, writtenState: map[string][]byte{},
-	}
-	e.since = e.now()
+	e := newEngine(o)
+	o = e.o
 	meta, err := e.restore(ctx)
 	if err != nil {
 		return err
@@ -249,6 +233,35 @@ func Run(ctx context.Context, o Options) error {
 			}
 		}
 	}
+}
+
+// newEngine applies the option defaults and builds the engine Run drives.
+func newEngine(o Options) *engine {
+	if o.CheckpointEvery <= 0 {
+		o.CheckpointEvery = 5 * time.Second
+	}
+	if o.FetchBatch <= 0 {
+		o.FetchBatch = 2000
+	}
+	if o.ExpireEvery <= 0 {
+		o.ExpireEvery = 500 * time.Millisecond
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics(prometheus.NewRegistry())
+	}
+	e := &engine{
+		o: o, sp: o.Layout.Space, now: o.Now, log: o.Log.With().Uint64("term", o.Term).Logger(),
+		model: topology.New(), targets: map[string]*target{}, m: o.Metrics,
+		journal:        journal.New(o.JS, o.Layout.Events, o.Layout.State),
+		kv:             &asyncKV{js: o.JS},
+		writtenTargets: map[string][]byte{}, writtenState: map[string][]byte{},
+		fullPass: true, touched: map[string]struct{}{},
+	}
+	e.since = e.now()
+	return e
 }
 
 // fetch pulls result batches until ctx ends, then closes out.

@@ -73,6 +73,7 @@ func (e *engine) applyDesired(ctx context.Context, d Desired) error {
 			delete(e.targets, id)
 		}
 	}
+	e.fullPass = true // targets and objects may come and go
 	evs, err := e.model.SetInventory(d.Inventory, now)
 	if err != nil {
 		// The inventory builder validates; this is a bug, not an input error.
@@ -84,7 +85,7 @@ func (e *engine) applyDesired(ctx context.Context, d Desired) error {
 	}
 	for _, c := range changes {
 		t := e.targets[c.id]
-		if err := e.publish(ctx, e.model.TargetVerdict(c.id, c.ch, t.c.Votes(now), t.c.Quorum(now), now)); err != nil {
+		if err := e.publish(ctx, e.verdict(c.id, t, c.ch, now)); err != nil {
 			return err
 		}
 	}
@@ -107,7 +108,8 @@ func (e *engine) writeTargets(ctx context.Context, d Desired) error {
 		if bytes.Equal(e.writtenTargets[id], data) {
 			continue
 		}
-		if err := e.kv.put(bucket, id, data); err != nil {
+		data = bytes.Clone(data) // kept: without the room Marshal's buffer grew
+		if err := e.kv.put(ctx, bucket, id, data); err != nil {
 			return fmt.Errorf("engine: target %s: %w", id, err)
 		}
 		e.writtenTargets[id] = data
@@ -115,7 +117,7 @@ func (e *engine) writeTargets(ctx context.Context, d Desired) error {
 	}
 	for id := range e.writtenTargets {
 		if _, ok := d.Targets[id]; !ok {
-			if err := e.kv.del(bucket, id); err != nil {
+			if err := e.kv.del(ctx, bucket, id); err != nil {
 				return fmt.Errorf("engine: target %s: %w", id, err)
 			}
 			delete(e.writtenTargets, id)
@@ -149,7 +151,7 @@ func (e *engine) fold(ctx context.Context, b ingest.Batch) error {
 		if !ok {
 			continue
 		}
-		evs := e.model.TargetVerdict(r.Target, ch, t.c.Votes(now), t.c.Quorum(now), now)
+		evs := e.verdict(r.Target, t, ch, now)
 		e.resultSeq = b.Seqs[i]
 		if err := e.publish(ctx, evs); err != nil {
 			return err
@@ -193,16 +195,26 @@ func (e *engine) expire(ctx context.Context) error {
 			continue
 		}
 		t.dirty = true
-		if err := e.publish(ctx, e.model.TargetVerdict(id, ch, t.c.Votes(now), t.c.Quorum(now), now)); err != nil {
+		if err := e.publish(ctx, e.verdict(id, t, ch, now)); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// verdict hands a target's verdict change to the model and notes the
+// target's record for the next checkpoint.
+func (e *engine) verdict(id string, t *target, ch checker.Change, now time.Time) []topology.Event {
+	e.touched[recID(prefRecTarget, id, "")] = struct{}{}
+	return e.model.TargetVerdict(id, ch, t.c.Votes(now), t.c.Quorum(now), now)
+}
+
 // publish journals the model's events in order. A transient failure is
 // retried for a while; a fence means a newer leader exists and is fatal.
 func (e *engine) publish(ctx context.Context, evs []topology.Event) error {
+	for i := range evs {
+		e.touch(&evs[i])
+	}
 	for i := range evs {
 		subj, key, tr := e.transition(&evs[i])
 		var err error

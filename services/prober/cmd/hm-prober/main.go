@@ -32,6 +32,7 @@ func main() {
 	flag.IntVar(&o.Concurrency, "concurrency", 1024, "probes in flight at most")
 	flag.StringVar(&pingMode, "ping-mode", "auto", "ICMP sockets: auto, datagram (unprivileged) or raw")
 	flag.StringVar(&o.HTTPAddr, "metric-server-addr", ":6602", "HTTP listen address for /metrics and /healthz (empty: none)")
+	flag.BoolVar(&o.Pprof, "pprof", false, "also serve /debug/pprof/ on the metric server address")
 	flag.StringVar(&logFormat, "log-format", "auto", "log format: auto, json or console")
 	flag.StringVar(&logLevel, "log-level", "info", "log level")
 	flag.Parse()
@@ -58,6 +59,11 @@ func main() {
 		os.Exit(2)
 	}
 	o.Log, o.Bus.Log, o.Bus.Name = log, log, "hm-prober"
+	o.Ready = func(addr string) {
+		if addr != "" { // the bound address, so ":0" can be found (hm-bench)
+			log.Info().Str("addr", addr).Msg("http listening")
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := prober.Run(ctx, o); err != nil {

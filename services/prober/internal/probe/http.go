@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -10,12 +11,11 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptrace"
 	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/healthmesh/healthmesh/shared/config"
@@ -52,17 +52,33 @@ func defaultCodes() []config.StatusRange {
 // Host header and SNI come from `host` (or an absolute `uri`), which DPVS
 // wrongly used as the address to connect to. Redirects are not followed:
 // a 3xx is judged by its own status code.
+//
+// It speaks HTTP/1.1 itself on one fresh connection per probe (a health
+// check must see whether a new client can connect), on the probe's own
+// goroutine: net/http's Transport costs a transport per target (kilobytes
+// each, thousands of targets), two goroutines and several channels per
+// connection, which made it the most expensive method by far. The request is
+// built once; parsing the response is still net/http's.
+//
+// One exists per target, so it keeps only what probes use.
 type HTTP struct {
-	p      HTTPParams
-	url    url.URL     // scheme, path and query; Host is set per probe
-	header http.Header // shared read-only by all probes
-	tr     *http.Transport
-	bad    string // why the params cannot be used (reported as PROCERR by every probe)
+	p      HTTPParams              // Header is folded into tail and dropped
+	scheme string                  // http or https
+	reqURI string                  // request-target in origin form
+	tail   []byte                  // the request after the Host line: headers, blank line, body
+	tls    *tls.Config             // for a configured host (ServerName set); nil without https
+	ipTLS  atomic.Pointer[hostTLS] // without a host: ServerName = the target IP, kept for the next probe
+	bad    string                  // why the params cannot be used (reported as PROCERR by every probe)
+}
+
+// hostTLS is a TLS config for one server name.
+type hostTLS struct {
+	name string
+	cfg  *tls.Config
 }
 
 // NewHTTP returns the http method for p. roots are the CAs trusted when
-// verifying (nil = the system pool). Each probe uses a fresh connection (keep-alives
-// are disabled: a health check must see whether a new client can connect).
+// verifying (nil = the system pool).
 func NewHTTP(p HTTPParams, roots *x509.CertPool) *HTTP {
 	if p.Method == "" {
 		p.Method = http.MethodGet
@@ -73,49 +89,78 @@ func NewHTTP(p HTTPParams, roots *x509.CertPool) *HTTP {
 	if p.Codes == nil {
 		p.Codes = defaultCodes()
 	}
-	h := &HTTP{p: p, header: p.Header.Clone()}
+	h := &HTTP{p: p, scheme: "http", reqURI: "/"}
 	if u, err := url.ParseRequestURI(p.RequestURI); err == nil && u.Host == "" && u.Scheme == "" {
-		h.url = *u
+		h.reqURI = u.RequestURI()
 	} else {
 		h.bad = fmt.Sprintf("http: request URI %q is not a path", p.RequestURI)
 	}
-	h.url.Scheme = "http"
 	if p.HTTPS {
-		h.url.Scheme = "https"
-	}
-	if h.header == nil {
-		h.header = http.Header{}
-	}
-	if h.header.Get("User-Agent") == "" {
-		h.header.Set("User-Agent", "healthmesh-prober")
-	}
-	h.tr = &http.Transport{
-		DialContext: h.dial,
-		TLSClientConfig: &tls.Config{
+		h.scheme = "https"
+		h.tls = &tls.Config{
 			ServerName:         sniOf(p.Host),
 			InsecureSkipVerify: p.TLSSkipVerify, //nolint:gosec // the operator's tls-verify: no
 			RootCAs:            roots,
-		},
-		DisableKeepAlives:      true,
-		DisableCompression:     true, // the body is matched as the backend sent it
-		MaxIdleConns:           1,
-		MaxIdleConnsPerHost:    1,
-		IdleConnTimeout:        time.Second,
-		MaxResponseHeaderBytes: MaxBodyMatch,
-	}
-	if p.Proxy {
-		// The "proxy" is the backend itself; dial ignores the address.
-		h.tr.Proxy = func(r *http.Request) (*url.URL, error) {
-			return &url.URL{Scheme: "http", Host: r.URL.Host}, nil
 		}
 	}
+	h.tail = requestTail(p)
+	h.p.Header = nil
 	return h
 }
 
-// Close releases the transport's resources.
-func (h *HTTP) Close() error {
-	h.tr.CloseIdleConnections()
-	return nil
+// requestTail renders what follows the Host line: User-Agent (unless the
+// operator set one), the request-headers in sorted order, Connection: close
+// (no keep-alive, as said), Content-Length when there is a body, the blank
+// line and the body.
+func requestTail(p HTTPParams) []byte {
+	hdr := p.Header.Clone()
+	if hdr == nil {
+		hdr = http.Header{}
+	}
+	if hdr.Get("User-Agent") == "" {
+		hdr.Set("User-Agent", "healthmesh-prober")
+	}
+	var b bytes.Buffer
+	// Framing headers are ours to write; values were validated on parse.
+	_ = hdr.WriteSubset(&b, map[string]bool{"Host": true, "Connection": true, "Content-Length": true,
+		"Transfer-Encoding": true, "Trailer": true})
+	b.WriteString("Connection: close\r\n")
+	if len(p.Body) > 0 {
+		b.WriteString("Content-Length: " + strconv.Itoa(len(p.Body)) + "\r\n")
+	}
+	b.WriteString("\r\n")
+	b.Write(p.Body)
+	return b.Bytes()
+}
+
+// request renders the request for the Host value host.
+func (h *HTTP) request(host string) []byte {
+	b := make([]byte, 0, len(h.p.Method)+len(h.reqURI)+2*len(host)+len(h.tail)+40)
+	b = append(append(b, h.p.Method...), ' ')
+	if h.p.Proxy && !h.p.HTTPS {
+		// Absolute form: the backend is asked as an HTTP proxy (with https,
+		// a CONNECT tunnel carries an origin-form request instead).
+		b = append(append(append(b, h.scheme...), "://"...), host...)
+	}
+	b = append(b, h.reqURI...)
+	b = append(append(append(b, " HTTP/1.1\r\nHost: "...), host...), "\r\n"...)
+	return append(b, h.tail...)
+}
+
+// tlsConfig returns the TLS config for a probe of dst: the configured host's
+// name, else the target IP (verified against the certificate's IP
+// addresses; no SNI is sent for an IP).
+func (h *HTTP) tlsConfig(dst string) *tls.Config {
+	if h.tls.ServerName != "" {
+		return h.tls
+	}
+	if c := h.ipTLS.Load(); c != nil && c.name == dst {
+		return c.cfg
+	}
+	cfg := h.tls.Clone()
+	cfg.ServerName = dst
+	h.ipTLS.Store(&hostTLS{name: dst, cfg: cfg})
+	return cfg
 }
 
 // sniOf returns the TLS server name for a Host header value: its host part.
@@ -264,68 +309,6 @@ func (h *HTTP) codeOK(code int) bool {
 	return false
 }
 
-// httpProbe is what one probe's dial and trace hooks record; the transport
-// calls them on its own goroutines, so it is guarded by mu.
-type httpProbe struct {
-	target   *Target
-	deadline time.Time
-
-	mu         sync.Mutex
-	dialErr    error // connect or PROXY-header failure
-	connected  bool  // TCP connected and PROXY header written
-	tlsStarted bool
-	tlsDone    bool
-	tlsErr     error
-}
-
-type httpProbeKey struct{}
-
-func (st *httpProbe) trace() *httptrace.ClientTrace {
-	return &httptrace.ClientTrace{
-		TLSHandshakeStart: func() {
-			st.mu.Lock()
-			st.tlsStarted = true
-			st.mu.Unlock()
-		},
-		TLSHandshakeDone: func(_ tls.ConnectionState, err error) {
-			st.mu.Lock()
-			st.tlsDone, st.tlsErr = true, err
-			st.mu.Unlock()
-		},
-	}
-}
-
-// dial connects to the probe's target whatever addr the transport asks for
-// (the URL host, or the "proxy"), from its source and netns, and writes the
-// PROXY header. The deadline set on the connection bounds the TLS handshake,
-// the request and the response even where the transport's own contexts do
-// not reach.
-func (h *HTTP) dial(ctx context.Context, _, _ string) (net.Conn, error) {
-	st, ok := ctx.Value(httpProbeKey{}).(*httpProbe)
-	if !ok {
-		return nil, errors.New("probe: http: dial outside a probe")
-	}
-	dctx, cancel := context.WithDeadline(ctx, st.deadline)
-	defer cancel()
-	c, err := dialConn(dctx, "tcp", st.target)
-	if err == nil {
-		_ = c.SetDeadline(st.deadline)
-		if h.p.ProxyProtocol != ProxyNone {
-			if _, err = c.Write(proxyHeader(h.p.ProxyProtocol, c, false)); err != nil {
-				c.Close()
-				err = fmt.Errorf("proxy-protocol header: %w", err)
-			}
-		}
-	}
-	st.mu.Lock()
-	st.dialErr, st.connected = err, err == nil
-	st.mu.Unlock()
-	if err != nil {
-		return nil, err
-	}
-	return c, nil
-}
-
 // Probe implements Prober.
 //
 // Connect failures → Down L4CON / L4TOUT; TLS failures → Down L6RSP, a
@@ -344,30 +327,98 @@ func (h *HTTP) Probe(ctx context.Context, t *Target) Result {
 
 func (h *HTTP) probe(ctx context.Context, t *Target, start time.Time) Result {
 	deadline, _ := ctx.Deadline()
-	st := &httpProbe{target: t, deadline: deadline}
-	ctx = httptrace.WithClientTrace(context.WithValue(ctx, httpProbeKey{}, st), st.trace())
-
-	u := h.url
-	u.Host = dest(t).String()
-	req := (&http.Request{
-		Method:     h.p.Method,
-		URL:        &u,
-		Proto:      "HTTP/1.1",
-		ProtoMajor: 1,
-		ProtoMinor: 1,
-		Header:     h.header,
-		Host:       h.p.Host,
-	}).WithContext(ctx)
-	if len(h.p.Body) > 0 {
-		req.Body = io.NopCloser(bytes.NewReader(h.p.Body))
-		req.ContentLength = int64(len(h.p.Body))
-	}
-	resp, err := h.tr.RoundTrip(req)
+	c, err := dialConn(ctx, "tcp", t)
 	if err != nil {
-		return st.failure(err, time.Since(start))
+		return connFailure(ctxErr(ctx, err), time.Since(start))
 	}
-	defer resp.Body.Close()
+	defer closeReset(c)
+	_ = c.SetDeadline(deadline) // bounds the handshake, the request and the response
+	defer watchCtx(ctx, c)()
+	if h.p.ProxyProtocol != ProxyNone {
+		if _, err := c.Write(proxyHeader(h.p.ProxyProtocol, c, false)); err != nil {
+			return connFailure(ctxErr(ctx, fmt.Errorf("proxy-protocol header: %w", err)), time.Since(start))
+		}
+	}
+	dst := dest(t).String()
+	host := h.p.Host
+	if host == "" {
+		host = dst
+	}
+	// Reads are bounded: response headers of MaxBodyMatch, and the body
+	// judge reads, with room for the reader's buffer.
+	lr := &io.LimitedReader{R: c, N: 2*MaxBodyMatch + 4096}
+	br := bufio.NewReaderSize(lr, 1024) // longer lines are assembled by the parser
+	var rw io.ReadWriter = c
+	if h.p.Proxy && h.p.HTTPS {
+		if r, ok := h.connect(ctx, c, br, dst, start); !ok {
+			return r
+		}
+	}
+	if h.p.HTTPS {
+		tc := tls.Client(c, h.tlsConfig(dest(t).Addr().String()))
+		if err := tc.Handshake(); err != nil {
+			switch err = ctxErr(ctx, err); {
+			case errors.Is(err, context.Canceled):
+				return procErr(time.Since(start), "probe canceled")
+			case isTimeout(err):
+				return down(event.ReasonL6TOUT, time.Since(start), "tls handshake timeout")
+			}
+			return down(event.ReasonL6RSP, time.Since(start), err.Error())
+		}
+		rw, lr.R = tc, tc
+		br.Reset(lr)
+	}
+	if _, err := rw.Write(h.request(host)); err != nil {
+		return h.noResponse(ctx, err, time.Since(start))
+	}
+	resp, err := readResponse(br, &http.Request{Method: h.p.Method}) // HEAD: no body
+	if err != nil {
+		return h.noResponse(ctx, err, time.Since(start))
+	}
 	return h.judge(ctx, resp, start)
+}
+
+// readResponse reads the final response, skipping interim 1xx ones (but
+// 101, which is final).
+func readResponse(br *bufio.Reader, req *http.Request) (*http.Response, error) {
+	for {
+		resp, err := http.ReadResponse(br, req)
+		if err != nil || resp.StatusCode >= 200 || resp.StatusCode < 100 || resp.StatusCode == http.StatusSwitchingProtocols {
+			return resp, err
+		}
+	}
+}
+
+// connect opens a CONNECT tunnel to dst through the backend (https with
+// proxy: the backend is an HTTP proxy), as net/http does for an https URL
+// through a proxy. ok is false, with the result, when it failed.
+func (h *HTTP) connect(ctx context.Context, c net.Conn, br *bufio.Reader, dst string, start time.Time) (Result, bool) {
+	if _, err := io.WriteString(c, "CONNECT "+dst+" HTTP/1.1\r\nHost: "+dst+"\r\n\r\n"); err != nil {
+		return h.noResponse(ctx, err, time.Since(start)), false
+	}
+	resp, err := readResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil {
+		return h.noResponse(ctx, err, time.Since(start)), false
+	}
+	if resp.StatusCode != http.StatusOK {
+		return down(event.ReasonL7RSP, time.Since(start), "proxy CONNECT: status "+strconv.Itoa(resp.StatusCode)), false
+	}
+	if br.Buffered() > 0 {
+		return down(event.ReasonL7RSP, time.Since(start), "proxy CONNECT: data before the TLS handshake"), false
+	}
+	return Result{}, true
+}
+
+// noResponse classifies a failure to send the request or read a response
+// on an established connection.
+func (h *HTTP) noResponse(ctx context.Context, err error, rtt time.Duration) Result {
+	switch err = ctxErr(ctx, err); {
+	case errors.Is(err, context.Canceled):
+		return procErr(rtt, "probe canceled")
+	case isTimeout(err):
+		return down(event.ReasonL7TOUT, rtt, "no response")
+	}
+	return down(event.ReasonL7RSP, rtt, "no valid response: "+errDetail(err))
 }
 
 func (h *HTTP) judge(ctx context.Context, resp *http.Response, start time.Time) Result {
@@ -401,31 +452,4 @@ func (h *HTTP) judge(ctx context.Context, resp *http.Response, start time.Time) 
 		return down(event.ReasonL7RSP, rtt, status+", body does not match response-regex")
 	}
 	return up(event.ReasonL7OK, rtt, status)
-}
-
-// failure classifies a failed round trip by how far the exchange got.
-func (st *httpProbe) failure(err error, rtt time.Duration) Result {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	switch {
-	case errors.Is(err, context.Canceled):
-		return procErr(rtt, "probe canceled")
-	case !st.connected && isTimeout(err):
-		return down(event.ReasonL4TOUT, rtt, "connect timeout")
-	case !st.connected && st.dialErr != nil:
-		return connFailure(st.dialErr, rtt)
-	case !st.connected:
-		return connFailure(err, rtt)
-	case st.tlsStarted && (!st.tlsDone || st.tlsErr != nil):
-		if isTimeout(err) || isTimeout(st.tlsErr) {
-			return down(event.ReasonL6TOUT, rtt, "tls handshake timeout")
-		}
-		if st.tlsErr != nil {
-			err = st.tlsErr
-		}
-		return down(event.ReasonL6RSP, rtt, err.Error())
-	case isTimeout(err):
-		return down(event.ReasonL7TOUT, rtt, "no response")
-	}
-	return down(event.ReasonL7RSP, rtt, "no valid response: "+errDetail(err))
 }

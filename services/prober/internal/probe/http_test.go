@@ -2,6 +2,7 @@ package probe
 
 import (
 	"bufio"
+	"crypto/tls"
 	"crypto/x509"
 	"io"
 	"log"
@@ -292,5 +293,96 @@ func TestHTTPProxyProtocol(t *testing.T) {
 				t.Fatalf("header %+v path %q, want %s from %s to %s, /pp", s.hdr, s.path, tc.family, s.remote, s.local)
 			}
 		})
+	}
+}
+
+// TestHTTPRawServers covers what a net/http server does not send: interim
+// responses, and https through the backend as a proxy (a CONNECT tunnel).
+func TestHTTPRawServers(t *testing.T) {
+	tlsSrv, _ := httpServer(t, true, respond(200, ""))
+	serverTLS := tlsSrv.TLS // certificates of httptest's TLS server
+	tunnel := func(code int) func(net.Conn) {
+		return func(c net.Conn) {
+			br := bufio.NewReader(c)
+			req, err := http.ReadRequest(br)
+			if err != nil || req.Method != http.MethodConnect {
+				return
+			}
+			if code != 200 {
+				_, _ = io.WriteString(c, "HTTP/1.1 403 Forbidden\r\n\r\n")
+				return
+			}
+			_, _ = io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n")
+			tc := tls.Server(c, serverTLS)
+			inner, err := http.ReadRequest(bufio.NewReader(tc))
+			if err != nil {
+				return
+			}
+			_, _ = io.WriteString(tc, "HTTP/1.1 200 OK\r\nX-Path: "+inner.URL.Path+"\r\nContent-Length: 2\r\n\r\nok")
+		}
+	}
+	cases := []struct {
+		name   string
+		params map[string]string
+		handle func(net.Conn)
+		state  event.State
+		reason event.Reason
+	}{
+		{"interim_100_skipped", nil, func(c net.Conn) {
+			_, _ = http.ReadRequest(bufio.NewReader(c))
+			_, _ = io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+		}, event.Down, event.ReasonL7STS},
+		{"proxy_https_connect_tunnel", map[string]string{"proxy": "yes", "https": "yes", "tls-verify": "no", "uri": "/tunnel", "response": "ok"},
+			tunnel(200), event.Up, event.ReasonL7OK},
+		{"proxy_https_connect_refused", map[string]string{"proxy": "yes", "https": "yes", "tls-verify": "no"},
+			tunnel(403), event.Down, event.ReasonL7RSP},
+		{"headers_too_large", nil, func(c net.Conn) {
+			_, _ = http.ReadRequest(bufio.NewReader(c))
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nX-Big: "+strings.Repeat("x", 3*MaxBodyMatch)+"\r\n\r\n")
+		}, event.Down, event.ReasonL7RSP},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := serveTCP(t, "127.0.0.1:0", tc.handle)
+			r := probeWithin(t, mustNew(t, MethodHTTP, tc.params), target(t, addr, 2*time.Second))
+			wantResult(t, r, tc.state, tc.reason)
+		})
+	}
+}
+
+// TestHTTPRequestFraming: the request is HTTP/1.1 with one Host, one
+// Connection: close and the body's Content-Length, whatever request-headers
+// say about framing.
+func TestHTTPRequestFraming(t *testing.T) {
+	type seen struct {
+		host       string
+		conn       []string
+		length     int64
+		te         []string
+		body, path string
+		err        error
+	}
+	ch := make(chan seen, 1)
+	addr := serveTCP(t, "127.0.0.1:0", func(c net.Conn) {
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		s := seen{err: err}
+		if err == nil {
+			b, _ := io.ReadAll(req.Body)
+			s = seen{host: req.Host, conn: req.Header.Values("Connection"), length: req.ContentLength,
+				te: req.TransferEncoding, body: string(b), path: req.URL.RequestURI()}
+			_, _ = io.WriteString(c, "HTTP/1.1 204 No Content\r\n\r\n")
+		}
+		ch <- s
+	})
+	p := mustNew(t, MethodHTTP, map[string]string{"method": "PUT", "uri": "/a/b?c=d", "request": "hello",
+		"request-headers": "Connection::keep-alive;;Content-Length::99;;Transfer-Encoding::chunked"})
+	wantResult(t, probeWithin(t, p, target(t, addr, 2*time.Second)), event.Up, event.ReasonL7OK)
+	s := <-ch
+	if s.err != nil {
+		t.Fatalf("server: %v", s.err)
+	}
+	if s.host != addr || len(s.conn) != 1 || s.conn[0] != "close" || s.length != 5 || len(s.te) != 0 ||
+		s.body != "hello" || s.path != "/a/b?c=d" {
+		t.Fatalf("server saw %+v; want Host %s, one Connection: close, Content-Length 5, body hello, /a/b?c=d", s, addr)
 	}
 }

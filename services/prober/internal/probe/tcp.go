@@ -61,15 +61,26 @@ func parseTCPParams(params map[string]string) (TCPParams, error) {
 // neither Send nor Receive is set, so a backend that requires it never sees
 // a header-less connection from the checker.
 func (p *TCP) Probe(ctx context.Context, t *Target) Result {
+	connectOnly := p.p.ProxyProtocol == ProxyNone && len(p.p.Send) == 0 && len(p.p.Receive) == 0
 	return run(ctx, t, true, func(pctx context.Context, start time.Time) Result {
+		if connectOnly && fastConnect(t) {
+			if err := connectCheck(pctx, t); err != nil {
+				return connFailure(err, time.Since(start))
+			}
+			return up(event.ReasonL4OK, time.Since(start), "")
+		}
 		c, err := dialConn(pctx, "tcp", t)
 		if err != nil {
 			return connFailure(err, time.Since(start))
 		}
-		defer c.Close()
-		if p.p.ProxyProtocol == ProxyNone && len(p.p.Send) == 0 && len(p.p.Receive) == 0 {
+		if connectOnly {
+			closeReset(c)
 			return up(event.ReasonL4OK, time.Since(start), "")
 		}
+		// After an exchange the close is graceful, as HAProxy's for its
+		// banner checks: servers that speak first tend to log a reset as
+		// an error.
+		defer c.Close()
 		return p.exchange(pctx, c, start)
 	})
 }

@@ -1,0 +1,147 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/healthmesh/healthmesh/shared/subject"
+)
+
+// A checkpoint that only looks at what changed must store exactly what a
+// full pass would: after it, a full pass finds nothing to write or delete.
+func TestCheckpoint_partial_pass_stores_what_a_full_pass_would(t *testing.T) {
+	ctx := context.Background()
+	fo := newFolding(t, 1000, 10)
+	e := fo.e
+	check := func(step string) {
+		t.Helper()
+		if err := e.checkpoint(ctx); err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+		if e.fullPass || len(e.touched) != 0 {
+			t.Fatalf("%s: checkpoint left fullPass %v and %d touched records", step, e.fullPass, len(e.touched))
+		}
+		writes := fo.js.writes.Load()
+		e.fullPass = true
+		if err := e.checkpoint(ctx); err != nil {
+			t.Fatalf("%s: full pass: %v", step, err)
+		}
+		if n := fo.js.writes.Load() - writes; n != 0 {
+			t.Fatalf("%s: a full pass after the checkpoint wrote %d keys, want 0", step, n)
+		}
+	}
+	check("after warm-up")
+	steps := []struct {
+		name  string
+		quiet bool // publishes no transition
+		do    func()
+	}{
+		{"round_without_change", true, func() { fo.round(t) }},
+		{"round_with_changes", false, func() { fo.round(t) }},
+		{"nothing", true, func() {}},
+		{"pause", false, func() { request(t, e, OpPause) }},
+		{"resume", false, func() { request(t, e, OpResume) }},
+		{"everything_stale", false, func() {
+			fo.now = fo.now.Add(time.Hour)
+			e.caughtUp = true
+			if err := e.expire(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"inventory_shrinks", false, func() {
+			d := fo.f.desired
+			d.Inventory.VSs = d.Inventory.VSs[:len(d.Inventory.VSs)/2]
+			if err := e.applyDesired(ctx, d); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	}
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			events := fo.js.seq.Load()
+			s.do()
+			if got := fo.js.seq.Load() - events; (got == 0) != s.quiet {
+				t.Fatalf("step published %d transitions; quiet is %v", got, s.quiet)
+			}
+			check(s.name)
+		})
+	}
+}
+
+// request pauses or resumes the first backend of the fleet.
+func request(t *testing.T, e *engine, op Op) {
+	t.Helper()
+	vs := e.model.Snapshot().Backends[0]
+	reply := make(chan Reply, 1)
+	r := Request{Op: op, Who: "bench", Why: "test", Reply: reply}
+	var err error
+	if r.VS, err = subject.ParseEndpoint(vs.VS); err == nil {
+		r.Backend, err = subject.ParseEndpoint(vs.Backend)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.handle(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	if rep := <-reply; rep.Err != nil || rep.Events == 0 {
+		t.Fatalf("%s: %+v", op, rep)
+	}
+}
+
+// stalling refuses the first async publishes as a full window does.
+type stalling struct {
+	*offline
+	refuse int
+}
+
+func (s *stalling) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	if s.refuse > 0 {
+		s.refuse--
+		return nil, jetstream.ErrTooManyStalledMsgs
+	}
+	return s.offline.PublishMsgAsync(m, opts...)
+}
+
+// A full window of unacknowledged writes is back-pressure, not a failure:
+// an inventory or checkpoint of 100,000 keys is far larger than it.
+func TestAsyncKV_waits_for_a_full_window(t *testing.T) {
+	tests := []struct {
+		name    string
+		refuse  int
+		ctx     func() context.Context
+		wantErr bool
+	}{
+		{"window_free", 0, context.Background, false},
+		{"window_full_then_free", 3, context.Background, false},
+		{"canceled_while_full", 1, func() context.Context {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			return ctx
+		}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			js := &stalling{offline: newOffline(), refuse: tt.refuse}
+			if tt.wantErr {
+				js.done = make(chan struct{}) // never drains
+			}
+			kv := &asyncKV{js: js}
+			err := kv.put(tt.ctx(), "hm_state", "k", []byte("v"))
+			if tt.wantErr {
+				if !errors.Is(err, context.Canceled) {
+					t.Fatalf("put = %v, want context.Canceled", err)
+				}
+				return
+			}
+			if err != nil || js.writes.Load() != 1 {
+				t.Fatalf("put = %v after %d refusals, %d writes; want nil, 1", err, tt.refuse, js.writes.Load())
+			}
+		})
+	}
+}
