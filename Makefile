@@ -79,8 +79,9 @@ COMPOSE      ?= $(shell command -v docker-compose >/dev/null 2>&1 && echo docker
 # CLUSTER=1: the 3-node NATS cluster (docker-compose.cluster.yml).
 COMPOSE_FILES := -f docker-compose.yml $(if $(CLUSTER),-f docker-compose.cluster.yml)
 PROBERS      ?= 3
-export HM_IMAGE_PREFIX := $(IMAGE_PREFIX)
-export HM_IMAGE_TAG    := $(IMAGE_TAG)
+# Image names for docker-compose.yml, passed to compose commands only (not
+# exported: the tests must not inherit HM_* variables).
+COMPOSE_ENV  := HM_IMAGE_PREFIX=$(IMAGE_PREFIX) HM_IMAGE_TAG=$(IMAGE_TAG)
 
 .PHONY: images
 images: build ## Build the container images FROM scratch from bin/ (no registry needed)
@@ -99,16 +100,16 @@ images: build ## Build the container images FROM scratch from bin/ (no registry 
 
 .PHONY: up
 up: images ## Start the compose stack (PROBERS=3, CLUSTER=1 for the 3-node NATS cluster)
-	$(COMPOSE) $(COMPOSE_FILES) up -d --scale prober=$(PROBERS)
+	$(COMPOSE_ENV) $(COMPOSE) $(COMPOSE_FILES) up -d --scale prober=$(PROBERS)
 	@echo "healthmesh is starting: $(COMPOSE) $(COMPOSE_FILES) run --rm hmctl status   (or bin/hmctl status)"
 
 .PHONY: down
 down: ## Stop the compose stack and delete its volumes
-	$(COMPOSE) $(COMPOSE_FILES) --profile tools down --volumes --remove-orphans
+	$(COMPOSE_ENV) $(COMPOSE) $(COMPOSE_FILES) --profile tools down --volumes --remove-orphans
 
 .PHONY: e2e-compose
 e2e-compose: images ## Fault scenarios against a compose stack of their own (needs docker; ~5 minutes; CLUSTER=1 too)
-	cd tools && HM_E2E_COMPOSE=1 HM_E2E_CLUSTER=$(CLUSTER) HM_E2E_COMPOSE_CMD="$(COMPOSE)" $(GO) test -count=1 -timeout 30m -v -run TestComposeFaults ./deploytest/
+	cd tools && $(COMPOSE_ENV) HM_E2E_COMPOSE=1 HM_E2E_CLUSTER=$(CLUSTER) HM_E2E_COMPOSE_CMD="$(COMPOSE)" $(GO) test -count=1 -timeout 30m -v -run TestComposeFaults ./deploytest/
 
 # ---- Prober benchmark (BENCHMARKS.md, prober section) ----
 # One hm-prober against nats-server and loopback backends, each a separate
@@ -136,7 +137,7 @@ BENCH_AGG_COUNT ?= 3
 .PHONY: bench-aggregator
 bench-aggregator: ## Aggregator performance: fold, checkpoint, end to end, memory per target, restore (BENCH_AGG_COUNT=3)
 	@uptime
-	cd services/aggregator && $(GO) test -run '^$$' -count $(BENCH_AGG_COUNT) -benchtime 2s -bench . ./internal/checker/ ./internal/topology/
-	cd services/aggregator && $(GO) test -run '^$$' -count $(BENCH_AGG_COUNT) -benchtime 2s -bench 'Fold|Checkpoint|Expire|ApplyDesired' ./internal/engine/
+	cd services/aggregator && $(GO) test -run '^$$' -count $(BENCH_AGG_COUNT) -benchtime 1s -bench . ./internal/checker/ ./internal/topology/
+	cd services/aggregator && $(GO) test -run '^$$' -count $(BENCH_AGG_COUNT) -benchtime 1s -bench 'Fold|Checkpoint|Expire|ApplyDesired' ./internal/engine/
 	cd services/aggregator && $(GO) test -run '^$$' -count $(BENCH_AGG_COUNT) -benchtime 1x -timeout 30m -bench 'EndToEnd|Restore|MemoryPerTarget' ./internal/engine/
 	@uptime

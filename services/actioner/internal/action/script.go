@@ -190,9 +190,15 @@ func (s *script) command(r Request) (argv, env []string, err error) {
 	}
 
 	// Later entries win (os/exec keeps the last of duplicate names): the
-	// process environment, then empty defaults so a stale inherited
-	// HM_REASON cannot leak in, then Env, then the facts Env cannot override.
-	env = os.Environ()
+	// process environment without any HM_* variable (the actioner's own
+	// HM_NATS_PASSWORD or HM_NATS_TOKEN must never reach a script, nor a
+	// stale HM_REASON), then empty defaults, then Env, then the facts Env
+	// cannot override.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "HM_") {
+			env = append(env, kv)
+		}
+	}
 	for _, k := range []string{EnvObject, EnvFrom, EnvTo, EnvReason} {
 		env = append(env, envName(k)+"=")
 	}

@@ -40,6 +40,8 @@ func TestScriptArgsAndEnv(t *testing.T) {
 	rec := filepath.Join(dir, "rec")
 	t.Setenv("REC", rec)
 	t.Setenv("HM_REASON", "stale value inherited from the actioner's environment")
+	t.Setenv("HM_NATS_PASSWORD", "secret-that-must-not-reach-scripts")
+	t.Setenv("HM_IMAGE_TAG", "any inherited HM_ variable is dropped")
 	path := writeScript(t, dir, recordScript)
 	vip := netip.MustParseAddr("198.51.100.7")
 	tests := []struct {
