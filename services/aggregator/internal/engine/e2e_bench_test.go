@@ -310,6 +310,8 @@ func endToEnd(b *testing.B, restored bool) {
 	}
 	b.ReportMetric(cpu.Seconds(), "cpu-s")
 	b.ReportMetric(cpu.Seconds()/stored.Seconds(), "cores")
+	// What the results cost, whatever share of the machine the run got.
+	b.ReportMetric(float64(cpu.Microseconds())/float64(n), "cpu-us/result")
 }
 
 func transitions(b *testing.B, m *Metrics) float64 {
