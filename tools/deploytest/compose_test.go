@@ -92,8 +92,17 @@ func startStack(t *testing.T) *stack {
 	if out, err := s.run(30*time.Second, "docker", "info", "--format", "{{.ServerVersion}}"); err != nil {
 		t.Fatalf("docker is not usable: %v\n%s", err, out)
 	}
+	// The image names compose uses (make passes IMAGE_PREFIX and IMAGE_TAG
+	// this way); the rest of the developer's HM_* variables stay out.
+	prefix, tag := os.Getenv("HM_IMAGE_PREFIX"), os.Getenv("HM_IMAGE_TAG")
+	if prefix == "" {
+		prefix = "healthmesh/"
+	}
+	if tag == "" {
+		tag = "dev"
+	}
 	for _, img := range []string{"nats-server", "hm-aggregator", "hm-prober", "hm-actioner", "dpvs-agent-emu", "demo-backends"} {
-		ref := "healthmesh/" + img + ":dev"
+		ref := prefix + img + ":" + tag
 		if out, err := s.run(30*time.Second, "docker", "image", "inspect", "--format", "{{.Id}}", ref); err != nil {
 			t.Fatalf("image %s is missing: run `make images` first\n%s", ref, out)
 		}
@@ -102,7 +111,8 @@ func startStack(t *testing.T) *stack {
 	// container (the test's own connection reconnects to it): reserve one.
 	// The other published ports are random.
 	natsPort := freePort(t)
-	s.env = append(cleanEnv(), "COMPOSE_PROJECT_NAME="+project, "HM_NATS_PORT="+strconv.Itoa(natsPort),
+	s.env = append(cleanEnv(), "HM_IMAGE_PREFIX="+prefix, "HM_IMAGE_TAG="+tag,
+		"COMPOSE_PROJECT_NAME="+project, "HM_NATS_PORT="+strconv.Itoa(natsPort),
 		"HM_NATS_MONITOR_PORT=0", "HM_AGGREGATOR_A_PORT=0", "HM_AGGREGATOR_B_PORT=0", "HM_DPVS_AGENT_PORT=0",
 		"HM_BACKEND_A_PORT=0", "HM_BACKEND_B_PORT=0")
 	if os.Getenv("HM_E2E_CLUSTER") == "1" {

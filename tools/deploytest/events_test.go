@@ -43,13 +43,15 @@ type eventLog struct {
 	recs []record
 }
 
-// followEvents waits for the stream (created by the aggregator) and follows it.
+// followEvents waits for the stream (created by the aggregator) and follows
+// it. On a fresh 3-node cluster the first aggregator may give up once before
+// JetStream has a leader (deploy/README.md): allow two minutes.
 func followEvents(t testing.TB, js jetstream.JetStream) *eventLog {
 	t.Helper()
 	l := &eventLog{}
 	var cons jetstream.Consumer
 	var lastErr error
-	if !wait.Until(60*time.Second, func() bool {
+	if !wait.Until(2*time.Minute, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		cons, lastErr = js.OrderedConsumer(ctx, "HM_EVENTS", jetstream.OrderedConsumerConfig{})
