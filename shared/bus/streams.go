@@ -105,8 +105,10 @@ func BucketConfigs(sp subject.Space, s Settings) (targets, members, leader, stat
 		TTL:         s.MemberTTL,
 		// Markers make an expired heartbeat visible to watchers as a delete.
 		LimitMarkerTTL: markerTTL(s.MemberTTL),
-		Storage:        jetstream.MemoryStorage,
-		Replicas:       s.Replicas,
+		// File storage: a memory bucket vanishes when a single server
+		// restarts, and nothing would re-create it for the probers.
+		Storage:  jetstream.FileStorage,
+		Replicas: s.Replicas,
 	}
 	leader = jetstream.KeyValueConfig{
 		Bucket:         sp.BucketLeader(),
@@ -152,7 +154,11 @@ func Ensure(ctx context.Context, js jetstream.JetStream, sp subject.Space, s Set
 	var l *Layout
 	var err error
 	for {
-		l, err = ensureOnce(ctx, js, sp, s)
+		// Each attempt gets its own short deadline: a request sent before a
+		// fresh cluster has a JetStream leader is never answered.
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		l, err = ensureOnce(actx, js, sp, s)
+		cancel()
 		if err == nil {
 			return l, nil
 		}

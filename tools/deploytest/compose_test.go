@@ -122,7 +122,13 @@ func startStack(t *testing.T) *stack {
 	}
 	s.composeOK(2*time.Minute, "--profile", "tools", "down", "--volumes", "--remove-orphans")
 	t.Cleanup(s.teardown)
-	s.composeOK(3*time.Minute, "up", "-d", "--scale", "prober=1")
+	if out, err := s.run(3*time.Minute, s.compose[0], append(s.compose[1:], "up", "-d", "--scale", "prober=1")...); err != nil {
+		hint := ""
+		if strings.Contains(out, "Pool overlaps") {
+			hint = "\nThe backends network's fixed subnet (172.29.10.0/24) is taken: is another healthmesh stack up (`make down`)?"
+		}
+		t.Fatalf("compose up: %v\n%s%s", err, out, hint)
+	}
 
 	s.natsURL = fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
 	s.admin = connectAs(t, bus.ConnOptions{URLs: s.natsURL, Name: "e2e-admin",
