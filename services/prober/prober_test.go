@@ -123,7 +123,7 @@ func (e *env) coverage(from, to time.Time) map[string]map[string]int {
 
 // covered checks that in the last window every target had exactly its
 // expected number of observers, among the allowed ones.
-func (e *env) covered(want map[string]int, allowed map[string]bool) (map[string]map[string]int, string) {
+func (e *env) covered(want map[string]int, allowed map[string]bool) (map[string]map[string]int, error) {
 	to := time.Now()
 	cov := e.coverage(to.Add(-1500*time.Millisecond), to)
 	bad := 0
@@ -141,10 +141,14 @@ func (e *env) covered(want map[string]int, allowed map[string]bool) (map[string]
 		}
 	}
 	if bad > 0 {
-		return cov, fmt.Sprintf("%d targets mis-covered, e.g. %s", bad, example)
+		return cov, fmt.Errorf("%d targets mis-covered, e.g. %s", bad, example)
 	}
-	return cov, ""
+	return cov, nil
 }
+
+// coverEvery is how often the coverage tests re-read the results: each read
+// walks 1.5s of results, so polling every 10ms would load the machine.
+const coverEvery = 100 * time.Millisecond
 
 func TestSharding_exact_coverage_failover_and_minimal_moves(t *testing.T) {
 	if testing.Short() {
@@ -163,12 +167,12 @@ func TestSharding_exact_coverage_failover_and_minimal_moves(t *testing.T) {
 		ps[id] = e.startProber(id, fmt.Sprintf("n%d", i))
 	}
 	all := map[string]bool{"p1": true, "p2": true, "p3": true}
-	wait.For(t, 20*time.Second, "exact coverage by 3 probers", func() bool {
-		_, msg := e.covered(want, all)
-		return msg == ""
+	wait.Check(t, 60*time.Second, coverEvery, "exact coverage by 3 probers", func() error {
+		_, err := e.covered(want, all)
+		return err
 	})
-	if _, msg := e.covered(want, all); msg != "" {
-		t.Fatalf("coverage not stable: %s", msg)
+	if _, err := e.covered(want, all); err != nil {
+		t.Fatalf("coverage not stable: %v", err)
 	}
 
 	// Crash p3: it stops heartbeating and publishing at once.
@@ -179,7 +183,7 @@ func TestSharding_exact_coverage_failover_and_minimal_moves(t *testing.T) {
 	for id, r := range want {
 		want2[id] = min(r, 2)
 	}
-	wait.For(t, 10*time.Second, "re-coverage after a crash", func() bool { _, msg := e.covered(want2, live); return msg == "" })
+	wait.Check(t, 30*time.Second, coverEvery, "re-coverage after a crash", func() error { _, err := e.covered(want2, live); return err })
 	// The window is 1.5s wide, so the last probe before "covered" started at
 	// most TTL + interval + window after the crash.
 	took := time.Since(crashed)
@@ -200,10 +204,18 @@ func TestSharding_exact_coverage_failover_and_minimal_moves(t *testing.T) {
 	mid, _ := e.covered(want2, live)
 	ps["p4"] = e.startProber("p4", "n4")
 	all3 := map[string]bool{"p1": true, "p2": true, "p4": true}
-	wait.For(t, 15*time.Second, "exact coverage with p4", func() bool {
-		cov, msg := e.covered(want, all3)
+	wait.Check(t, 60*time.Second, coverEvery, "exact coverage with p4", func() error {
+		cov, err := e.covered(want, all3)
 		settled = cov
-		return msg == "" && !hasObserver(cov, "p3") && hasObserver(cov, "p4")
+		switch {
+		case err != nil:
+			return err
+		case hasObserver(cov, "p3"):
+			return fmt.Errorf("the stopped p3 still observes")
+		case !hasObserver(cov, "p4"):
+			return fmt.Errorf("p4 observes nothing yet")
+		}
+		return nil
 	})
 	moved, single := 0, 0
 	for id, r := range want {
@@ -247,10 +259,10 @@ func TestFullMesh_one_observer_per_node(t *testing.T) {
 	e.startProber("b1", "node-b")
 	all := map[string]bool{"a1": true, "a2": true, "b1": true}
 	var cov map[string]map[string]int
-	wait.For(t, 15*time.Second, "one observer per node", func() bool {
-		var msg string
-		cov, msg = e.covered(want, all)
-		return msg == ""
+	wait.Check(t, 60*time.Second, coverEvery, "one observer per node", func() error {
+		var err error
+		cov, err = e.covered(want, all)
+		return err
 	})
 	for id, obs := range cov {
 		if _, ok := want[id]; ok && (obs["b1"] == 0 || (obs["a1"] > 0) == (obs["a2"] > 0)) {

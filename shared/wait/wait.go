@@ -37,3 +37,29 @@ func Until(timeout time.Duration, cond func() bool) bool {
 		}
 	}
 }
+
+// Check polls check every `every` until it returns nil; when timeout passes
+// first, the test fails naming what it waited for and the last error, so a
+// failure says what was still wrong. For conditions that are costly to
+// evaluate (a stream read), where For's 10ms polling would load the machine.
+func Check(t testing.TB, timeout, every time.Duration, what string, check func() error) {
+	t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		select {
+		case <-deadline.C:
+			if err = check(); err != nil {
+				t.Fatalf("timed out after %v waiting for %s: %v", timeout, what, err)
+			}
+			return
+		case <-tick.C:
+		}
+	}
+}

@@ -59,11 +59,6 @@ func main() {
 		os.Exit(2)
 	}
 	o.Log, o.Bus.Log, o.Bus.Name = log, log, "hm-prober"
-	o.Ready = func(addr string) {
-		if addr != "" { // the bound address, so ":0" can be found (hm-bench)
-			log.Info().Str("addr", addr).Msg("http listening")
-		}
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := prober.Run(ctx, o); err != nil {

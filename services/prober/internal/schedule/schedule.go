@@ -55,7 +55,7 @@ const (
 	DefaultOnTime = 10 * time.Millisecond
 	// depthEvery throttles the queue depth count, which walks the due part
 	// of the heap, so a long backlog is not walked on every freed slot.
-	depthEvery = 10 * time.Millisecond
+	depthEvery = 250 * time.Millisecond
 )
 
 // Job is one periodic task.
