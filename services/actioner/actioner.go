@@ -71,7 +71,7 @@ type Options struct {
 	VSSyncTime    time.Duration   // action-sync-time of VS specs that give none (15s)
 	VASyncTime    time.Duration   // action-sync-time of VA specs that give none (60s)
 	BatchSize     int             // events per batch (1000)
-	BatchWait     time.Duration   // how long a batch collects after its first event (50ms)
+	BatchWait     time.Duration   // how long a batch collects after its first event (20ms)
 	AckWait       time.Duration   // consumer ack deadline (10s)
 	Retry         []time.Duration // redelivery delays after failures (1s 2s 5s 10s 30s)
 	Parallel      int             // actions run at once (8)

@@ -33,6 +33,7 @@ type Options struct {
 	NATSAddr string // embedded server's client listener; "off" = in-process only
 	HTTPAddr string // -metric-server-addr
 	Node     string // this LB node's name (actioner durable, prober node label)
+	Pprof    bool   // also serve /debug/pprof/ on HTTPAddr
 
 	ConfigFile           string          // -config-file
 	ConfigReloadInterval time.Duration   // -config-reload-interval
@@ -104,6 +105,10 @@ func Run(ctx context.Context, o Options) error {
 		}
 		fmt.Fprintln(w, "ok")
 	})
+
+	if o.Pprof {
+		httpserver.Pprof(mux)
+	}
 
 	roleConn := map[string]*nats.Conn{}
 	for _, role := range []string{"aggregator", "prober", "actioner"} {

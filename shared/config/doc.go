@@ -127,6 +127,7 @@
 //	  zone: ""
 //	aggregator:
 //	  stale-intervals: 3             # an observer silent this many intervals stops voting
+//	                                 # (and never before member-ttl + (retry+2) intervals: a reshard)
 //	  warmup: 0s                     # after taking the lead, hold back Down verdicts this long
 //	  http-addr: ":6601"             # /metrics /status /conf /conf/check /healthz; empty: none
 //	actioner:

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -29,6 +30,8 @@ func Start(addr string, h http.Handler, log zerolog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("http listen %s: %w", addr, err)
 	}
 	s := &Server{srv: &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}, ln: ln, done: make(chan struct{})}
+	// The bound address, so that a process started with ":0" can be found.
+	log.Info().Str("addr", ln.Addr().String()).Msg("http listening")
 	go func() {
 		defer close(s.done)
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -62,4 +65,15 @@ func (s *Server) Stop() {
 	defer cancel()
 	s.srv.Shutdown(ctx)
 	<-s.done
+}
+
+// Pprof adds the runtime profiles under /debug/pprof/ to mux, for profiling
+// a running process (`go tool pprof http://ADDR/debug/pprof/profile`). Off by
+// default in every binary: profiles expose internals.
+func Pprof(mux *http.ServeMux) {
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 }

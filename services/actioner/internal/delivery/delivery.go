@@ -30,7 +30,7 @@ import (
 // Defaults of Config's tunables.
 const (
 	DefaultBatchSize = 1000
-	DefaultBatchWait = 50 * time.Millisecond
+	DefaultBatchWait = 20 * time.Millisecond
 	DefaultIdleWait  = time.Second
 	DefaultAckWait   = 10 * time.Second
 )

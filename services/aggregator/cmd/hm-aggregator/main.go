@@ -43,17 +43,8 @@ func main() {
 	o.Log, o.Bus.Log, o.Bus.Name = log, log, "hm-aggregator"
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	reload := make(chan struct{}, 1)
-	go func() {
-		for range hup {
-			select {
-			case reload <- struct{}{}:
-			default:
-			}
-		}
-	}()
+	reload, stopReload := aggregator.ReloadOnSIGHUP()
+	defer stopReload()
 	o.Reload = reload
 	if err := aggregator.Run(ctx, o); err != nil {
 		log.Error().Err(err).Msg("hm-aggregator failed")

@@ -26,8 +26,9 @@
 //
 // # Per target: quorum of live observers
 //
-// An observer is stale once its last result is more than StaleIntervals ×
-// Interval older than `now` (Observe uses the newest time it has seen). Stale
+// An observer is stale once its last result is more than the stale window,
+// StaleIntervals × Interval but at least MinStale, older than `now` (Observe
+// uses the newest time it has seen). Stale
 // observers never vote and are never counted as Down. Let n be the live
 // observers that have a debounced Up or Down, and k = Params.Quorum, or
 // ⌊n/2⌋+1 when Quorum is 0. The verdict is Down when at least k live observers
@@ -67,13 +68,17 @@ var ErrSnapshot = errors.New("checker: invalid snapshot")
 
 // Params are one target's checker settings.
 type Params struct {
-	UpRetry        int           // N: N+1 Up results in a row make an observer Up
-	DownRetry      int           // N: N+1 Down results in a row make an observer Down
-	StaleIntervals int           // 0 = DefaultStaleIntervals
-	Quorum         int           // votes needed; 0 = majority of the live observers with a verdict
-	Observers      int           // observers wanted (R, event.ObserversAll = all); only reported in Quorum
-	Interval       time.Duration // probe interval; must be > 0
-	InitialState   event.State   // debounced state of a new observer; "" = Unknown
+	UpRetry        int // N: N+1 Up results in a row make an observer Up
+	DownRetry      int // N: N+1 Down results in a row make an observer Down
+	StaleIntervals int // 0 = DefaultStaleIntervals
+	// MinStale is the shortest stale window: the time a dead prober's
+	// targets take to reach a new owner and be probed (member TTL + 2
+	// intervals), so that a reshard never makes a target Unknown.
+	MinStale     time.Duration
+	Quorum       int           // votes needed; 0 = majority of the live observers with a verdict
+	Observers    int           // observers wanted (R, event.ObserversAll = all); only reported in Quorum
+	Interval     time.Duration // probe interval; must be > 0
+	InitialState event.State   // debounced state of a new observer; "" = Unknown
 }
 
 // Validate reports the first invalid field of p.
@@ -85,6 +90,8 @@ func (p Params) Validate() error {
 		return fmt.Errorf("%w: down-retry %d: must be >= 0", ErrParams, p.DownRetry)
 	case p.StaleIntervals < 0:
 		return fmt.Errorf("%w: stale-intervals %d: must be >= 0", ErrParams, p.StaleIntervals)
+	case p.MinStale < 0:
+		return fmt.Errorf("%w: minimum stale window %v: must be >= 0", ErrParams, p.MinStale)
 	case p.Quorum < 0:
 		return fmt.Errorf("%w: quorum %d: must be >= 0 (0 = majority)", ErrParams, p.Quorum)
 	case p.Observers < event.ObserversAll:
@@ -111,14 +118,18 @@ func (p Params) retry(s event.State) int {
 	return p.DownRetry
 }
 
-// staleAfter is the stale window in nanoseconds.
-func (p Params) staleAfter() int64 {
+// StaleWindow is how long an observer may stay silent before it stops
+// voting: StaleIntervals × Interval, and at least MinStale.
+func (p Params) StaleWindow() time.Duration {
 	n := p.StaleIntervals
 	if n == 0 {
 		n = DefaultStaleIntervals
 	}
-	return int64(n) * int64(p.Interval)
+	return max(time.Duration(n)*p.Interval, p.MinStale)
 }
+
+// staleAfter is the stale window in nanoseconds.
+func (p Params) staleAfter() int64 { return int64(p.StaleWindow()) }
 
 // Result is one probe result of one observer, as the aggregator received it.
 type Result struct {

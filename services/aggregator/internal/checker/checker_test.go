@@ -281,6 +281,35 @@ func TestVotesAndQuorumRecord(t *testing.T) {
 	}
 }
 
+// A prober killed mid-run leaves its targets silent until its membership
+// expires and a new owner probes them; MinStale covers that, so a reshard
+// never turns a target Unknown. Interval 3 s, 3 intervals (9 s) by default,
+// here at least 12 s.
+func TestMinStaleCoversAReshard(t *testing.T) {
+	p := params(0, 0)
+	p.MinStale = 12 * time.Second
+	if got := p.StaleWindow(); got != 12*time.Second {
+		t.Fatalf("StaleWindow %v, want 12s", got)
+	}
+	run(t, mustNew(t, p), []step{
+		r("dead", up, 0).changes(up),
+		expireAt(10).then(up), // past 3 intervals: still voting
+		r("new", up, 11).then(up),
+	})
+	run(t, mustNew(t, p), []step{
+		r("dead", up, 0).changes(up),
+		expireAt(13).changes(unknown).because(event.ReasonStale), // past MinStale: stale
+	})
+	p.MinStale = time.Second // shorter than the intervals: no effect
+	if got := p.StaleWindow(); got != 9*time.Second {
+		t.Fatalf("StaleWindow %v, want 9s", got)
+	}
+	p.MinStale = -time.Second
+	if err := p.Validate(); !errors.Is(err, ErrParams) {
+		t.Fatalf("Validate with a negative MinStale: %v", err)
+	}
+}
+
 func TestForgetSilentObservers(t *testing.T) {
 	tg := mustNew(t, params(0, 0))
 	run(t, tg, []step{r("old", up, 0).changes(up), r("new", up, 10)})

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -132,7 +133,7 @@ type engine struct {
 	caughtUp  bool
 	// lost is set when a transition could not be published: the state must
 	// then not be checkpointed, so the next leader re-derives it.
-	lost bool
+	lost atomic.Bool
 
 	restoredTargets map[string]checker.TargetSnapshot
 	writtenTargets  map[string][]byte // hm_targets values as last written
@@ -267,6 +268,7 @@ func newEngine(o Options) *engine {
 // fetch pulls result batches until ctx ends, then closes out.
 func fetch(ctx context.Context, c *ingest.Consumer, max int, out chan<- ingest.Batch, errc chan<- error) {
 	defer close(out)
+	defer c.Close()
 	failures := 0
 	for ctx.Err() == nil {
 		b, err := c.Next(ctx, max, 250*time.Millisecond)

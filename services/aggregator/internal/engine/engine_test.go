@@ -307,3 +307,63 @@ func TestEngine_pause_drains_and_resume_restores(t *testing.T) {
 		t.Fatal("pause of an unknown backend succeeded")
 	}
 }
+
+// A burst (here 40 backends of one VS, all in the first batch) is journaled
+// in parallel: every transition exactly once, each object's in order, and
+// every backend's before the VS and VA transitions it causes.
+func TestEngine_burst_is_journaled_in_parallel_cause_first(t *testing.T) {
+	const n = 40
+	h := newHarness(t)
+	p := checker.Params{Interval: time.Second} // retry 0: one result decides
+	d := engine.Desired{Rev: 1, Targets: map[string]engine.TargetDef{}}
+	vs := topology.VSSpec{ID: vsID, Action: event.ActionSpec{Actioner: "BackendUpdate"}}
+	var tids []subject.TargetID
+	for i := range n {
+		b := mustEP(fmt.Sprintf("127.0.1.%d-TCP-8080", i+1))
+		tid := subject.TargetID{Endpoint: b, Method: "tcp", Hash: subject.HashOf("")}
+		tids = append(tids, tid)
+		d.Targets[tid.Token()] = engine.TargetDef{Params: p, Def: event.Target{ID: tid.Token(), Addr: b.Addr.String(),
+			Port: b.Port, Proto: "TCP", Method: "tcp", Interval: int64(time.Second), Timeout: int64(time.Second), Observers: 1}}
+		vs.Backends = append(vs.Backends, topology.BackendSpec{ID: b, Target: tid.Token(), Weight: 1})
+	}
+	d.Inventory = topology.Inventory{VSs: []topology.VSSpec{vs},
+		VAs: []topology.VASpec{{VIP: vsID.Addr, DownPolicy: topology.DownPolicyAllOf, Action: event.ActionSpec{Actioner: "Blank"}}}}
+	for _, tid := range tids {
+		h.result(tid, event.Up)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	desired := make(chan engine.Desired, 1)
+	desired <- d
+	done := make(chan error, 1)
+	go func() {
+		done <- engine.Run(ctx, engine.Options{JS: h.js, Layout: h.l, ID: "agg-1", Term: 1, Desired: desired,
+			Requests: make(chan engine.Request), Log: zerolog.Nop()})
+	}()
+	defer func() { cancel(); <-done }()
+
+	got := h.waitEvents(n + 2)
+	if len(got) != n+2 {
+		t.Fatalf("%d transitions, want %d:\n%s", len(got), n+2, strings.Join(got, "\n"))
+	}
+	seen := map[string]int{}
+	for i, ev := range got {
+		seen[ev]++
+		switch {
+		case strings.HasPrefix(ev, "vs "):
+			if i != n || ev != "vs 192.0.2.1-TCP-80 unknown>up" {
+				t.Errorf("transition %d is %q, want the VS going up right after the %d backends", i, ev, n)
+			}
+		case strings.HasPrefix(ev, "va "):
+			if i != n+1 || ev != "va 192.0.2.1 unknown>up" {
+				t.Errorf("transition %d is %q, want the VA going up last", i, ev)
+			}
+		case !strings.HasSuffix(ev, " unknown>up"):
+			t.Errorf("transition %d is %q, want a backend going up", i, ev)
+		}
+	}
+	for ev, k := range seen {
+		if k != 1 {
+			t.Errorf("%q journaled %d times", ev, k)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/healthmesh/healthmesh/services/aggregator/internal/checker"
@@ -80,14 +81,13 @@ func (e *engine) applyDesired(ctx context.Context, d Desired) error {
 		e.log.Error().Err(err).Msg("inventory rejected by the model")
 		e.m.inventoryErrors.Inc()
 	}
-	if err := e.publish(ctx, evs); err != nil {
-		return err
-	}
+	out := e.prepare(nil, evs)
 	for _, c := range changes {
 		t := e.targets[c.id]
-		if err := e.publish(ctx, e.verdict(c.id, t, c.ch, now)); err != nil {
-			return err
-		}
+		out = e.prepare(out, e.verdict(c.id, t, c.ch, now))
+	}
+	if err := e.journalAll(ctx, out); err != nil {
+		return err
 	}
 	e.m.targets.Set(float64(len(e.targets)))
 	return e.writeTargets(ctx, d)
@@ -135,6 +135,7 @@ func (e *engine) writeTargets(ctx context.Context, d Desired) error {
 // transitions they cause.
 func (e *engine) fold(ctx context.Context, b ingest.Batch) error {
 	now := e.now()
+	var out []entry
 	for i := range b.Results {
 		r := &b.Results[i]
 		t := e.targets[r.Target]
@@ -153,9 +154,10 @@ func (e *engine) fold(ctx context.Context, b ingest.Batch) error {
 		}
 		evs := e.verdict(r.Target, t, ch, now)
 		e.resultSeq = b.Seqs[i]
-		if err := e.publish(ctx, evs); err != nil {
-			return err
-		}
+		out = e.prepare(out, evs)
+	}
+	if err := e.journalAll(ctx, out); err != nil {
+		return err
 	}
 	e.m.results.Add(float64(len(b.Results)))
 	if e.cons != nil {
@@ -181,13 +183,9 @@ func (e *engine) expire(ctx context.Context) error {
 		return nil
 	}
 	now := e.now()
+	var out []entry
 	for id, t := range e.targets {
-		p := t.def.Params
-		n := p.StaleIntervals
-		if n == 0 {
-			n = checker.DefaultStaleIntervals
-		}
-		if now.Sub(e.since) < time.Duration(n)*p.Interval {
+		if now.Sub(e.since) < t.def.Params.StaleWindow() {
 			continue
 		}
 		ch, ok := t.c.Expire(now)
@@ -195,11 +193,9 @@ func (e *engine) expire(ctx context.Context) error {
 			continue
 		}
 		t.dirty = true
-		if err := e.publish(ctx, e.verdict(id, t, ch, now)); err != nil {
-			return err
-		}
+		out = e.prepare(out, e.verdict(id, t, ch, now))
 	}
-	return nil
+	return e.journalAll(ctx, out)
 }
 
 // verdict hands a target's verdict change to the model and notes the
@@ -209,17 +205,109 @@ func (e *engine) verdict(id string, t *target, ch checker.Change, now time.Time)
 	return e.model.TargetVerdict(id, ch, t.c.Votes(now), t.c.Quorum(now), now)
 }
 
-// publish journals the model's events in order. A transient failure is
-// retried for a while; a fence means a newer leader exists and is fatal.
+// entry is a transition ready to be journaled.
+type entry struct {
+	subj, key string
+	tr        *event.Transition
+}
+
+// publish journals the model's events.
 func (e *engine) publish(ctx context.Context, evs []topology.Event) error {
+	return e.journalAll(ctx, e.prepare(nil, evs))
+}
+
+// prepare turns the model's events into journal entries, appended to out in
+// order, and notes their records for the next checkpoint.
+func (e *engine) prepare(out []entry, evs []topology.Event) []entry {
 	for i := range evs {
 		e.touch(&evs[i])
-	}
-	for i := range evs {
 		subj, key, tr := e.transition(&evs[i])
+		out = append(out, entry{subj: subj, key: key, tr: tr})
+	}
+	return out
+}
+
+// journalWorkers is how many subjects are journaled at once: each append
+// waits for two round trips (the event's ack, then the hm_state write), so
+// a mass failure of thousands of backends is journaled in parallel.
+const journalWorkers = 32
+
+// parallelFrom is the smallest burst journaled in parallel.
+const parallelFrom = 16
+
+// journalAll journals entries. A few are journaled one after the other, in
+// the order the model produced them. A burst (a mass failure, the first
+// inventory) goes in parallel: backend transitions first, then VS, then VA
+// ones, so that a derived state never precedes its cause in the stream;
+// within a kind, subjects in parallel, each subject's transitions in order.
+// A transient failure is retried for a while; a fence means a newer leader
+// exists and is fatal.
+func (e *engine) journalAll(ctx context.Context, entries []entry) error {
+	if len(entries) < parallelFrom {
+		return e.journalChain(ctx, entries)
+	}
+	for _, kind := range []event.Kind{event.KindBackend, event.KindVS, event.KindVA} {
+		var order []string // subjects of this kind, in first-seen order
+		chains := map[string][]entry{}
+		for _, en := range entries {
+			if en.tr.Kind != kind {
+				continue
+			}
+			if _, ok := chains[en.subj]; !ok {
+				order = append(order, en.subj)
+			}
+			chains[en.subj] = append(chains[en.subj], en)
+		}
+		if len(order) == 0 {
+			continue
+		}
+		if len(order) == 1 {
+			if err := e.journalChain(ctx, chains[order[0]]); err != nil {
+				return err
+			}
+			continue
+		}
+		work := make(chan []entry)
+		errs := make(chan error, journalWorkers)
+		var wg sync.WaitGroup
+		for range min(journalWorkers, len(order)) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var first error
+				for chain := range work {
+					if first == nil {
+						first = e.journalChain(ctx, chain)
+					}
+				}
+				errs <- first
+			}()
+		}
+		for _, subj := range order {
+			work <- chains[subj]
+		}
+		close(work)
+		wg.Wait()
+		close(errs)
+		var failed error
+		for err := range errs {
+			if err != nil && (failed == nil || errors.Is(err, journal.ErrFenced)) {
+				failed = err
+			}
+		}
+		if failed != nil {
+			return failed
+		}
+	}
+	return nil
+}
+
+// journalChain journals entries one after the other.
+func (e *engine) journalChain(ctx context.Context, chain []entry) error {
+	for _, en := range chain {
 		var err error
 		for attempt := 0; ; attempt++ {
-			_, err = e.journal.Append(ctx, subj, key, tr)
+			_, err = e.journal.Append(ctx, en.subj, en.key, en.tr)
 			if err == nil || errors.Is(err, journal.ErrFenced) || ctx.Err() != nil || attempt >= 40 {
 				break
 			}
@@ -230,12 +318,13 @@ func (e *engine) publish(ctx context.Context, evs []topology.Event) error {
 			}
 		}
 		if err != nil {
-			e.lost = true
+			e.lost.Store(true)
 			if errors.Is(err, journal.ErrFenced) {
 				return err
 			}
-			return fmt.Errorf("%w: %s: %v", ErrLost, subj, err)
+			return fmt.Errorf("%w: %s: %v", ErrLost, en.subj, err)
 		}
+		tr := en.tr
 		e.m.transitions.WithLabelValues(string(tr.Kind), string(tr.To)).Inc()
 		e.log.Info().Str("kind", string(tr.Kind)).Str("object", tr.Object).Str("vs", tr.VS).
 			Str("from", string(tr.From)).Str("to", string(tr.To)).Str("reason", string(tr.Reason)).

@@ -175,7 +175,7 @@ func watchKeys(ctx context.Context, kv jetstream.KeyValue, filter string, f func
 // resume touched can differ: encoding the whole model every time cost about
 // a second per checkpoint at 100,000 targets (BENCHMARKS.md).
 func (e *engine) checkpoint(ctx context.Context) error {
-	if e.lost {
+	if e.lost.Load() {
 		return ErrLost
 	}
 	start := time.Now()

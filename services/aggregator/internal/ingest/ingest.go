@@ -54,8 +54,11 @@ func (b *Batch) Ack(ctx context.Context) error {
 // Consumer reads results in batches.
 type Consumer struct {
 	c     jetstream.Consumer
+	cur   jetstream.MessageBatch // the pull in progress; nil between pulls
 	log   zerolog.Logger
 	Stats Stats
+	// Linger bounds how long a result waits in Next (0 = DefaultLinger).
+	Linger time.Duration
 	// lastMalformedLog rate-limits the malformed warning.
 	lastMalformedLog time.Time
 }
@@ -108,46 +111,97 @@ func Open(ctx context.Context, s jetstream.Stream, durable, filter string, pos P
 	return &Consumer{c: c, log: log}, nil
 }
 
-// Next fetches up to max results, waiting at most wait for the first one.
-// An empty batch with a nil error means nothing arrived in time.
+// DefaultLinger is how long Next keeps collecting after the first result
+// of a batch: a result waits at most this long before it is folded.
+const DefaultLinger = 10 * time.Millisecond
+
+// Next returns the results that arrive on the current pull request (a fetch
+// of up to max results that the server ends after wait): as soon as Linger
+// has passed since the first one, or when the pull ends. The pull outlives
+// Next, so a result is never read twice nor dropped between calls. An empty
+// batch with a nil error means a pull ended with nothing more: caught up.
 func (c *Consumer) Next(ctx context.Context, max int, wait time.Duration) (Batch, error) {
 	var b Batch
 	if err := ctx.Err(); err != nil {
 		return b, err
 	}
-	// The server ends the pull after wait, behind the last message it sent.
-	// A client-side deadline instead could fire while the end of a batch was
-	// still on its way: those results were dropped unread, and the next
-	// AckAll acked them (the aggregator benchmark lost results under load).
-	msgs, err := c.c.Fetch(max, jetstream.FetchMaxWait(wait))
-	if err != nil {
-		return b, fmt.Errorf("ingest: fetch: %w", err)
-	}
-	for m := range msgs.Messages() {
-		md, err := m.Metadata()
+	if c.cur == nil {
+		// The server ends the pull after wait, behind the last message it
+		// sent. A client-side deadline instead could fire while the end of
+		// a batch was still on its way: those results were dropped unread,
+		// and the next AckAll acked them (the aggregator benchmark lost
+		// results under load).
+		msgs, err := c.c.Fetch(max, jetstream.FetchMaxWait(wait))
 		if err != nil {
-			c.malformed(err)
-			continue
+			return b, fmt.Errorf("ingest: fetch: %w", err)
 		}
-		seq := md.Sequence.Stream
-		b.Last, b.Pending, b.last = seq, md.NumPending, m
-		var r event.ProbeResult
-		if err := event.Unmarshal(m.Data(), &r); err != nil || r.Target == "" || !r.State.Valid() {
-			if err == nil {
-				err = fmt.Errorf("result without target or with state %q", r.State)
+		c.cur = msgs
+	}
+	linger := c.Linger
+	if linger <= 0 {
+		linger = DefaultLinger
+	}
+	var lingered <-chan time.Time // armed by the first message
+	for {
+		select {
+		case m, ok := <-c.cur.Messages():
+			if !ok {
+				err := c.cur.Error()
+				c.cur = nil
+				if err != nil && !errors.Is(err, jetstream.ErrNoMessages) &&
+					!errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+					return b, fmt.Errorf("ingest: fetch: %w", err)
+				}
+				return b, ctx.Err()
 			}
-			c.malformed(err)
-			continue
+			c.add(&b, m)
+			if lingered == nil {
+				t := time.NewTimer(linger)
+				defer t.Stop()
+				lingered = t.C
+			}
+		case <-lingered:
+			return b, nil
+		case <-ctx.Done():
+			c.Close()
+			return b, ctx.Err()
 		}
-		b.Results = append(b.Results, r)
-		b.Seqs = append(b.Seqs, seq)
-		c.Stats.Consumed.Add(1)
 	}
-	if err := msgs.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) &&
-		!errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-		return b, fmt.Errorf("ingest: fetch: %w", err)
+}
+
+// Close waits for the pull in progress to end (at most the wait it was
+// started with), discarding what it still delivers: unacked, those results
+// come again to the next consumer. Call it when done with the consumer.
+func (c *Consumer) Close() {
+	if c.cur == nil {
+		return
 	}
-	return b, ctx.Err()
+	for range c.cur.Messages() {
+	}
+	c.cur = nil
+}
+
+// add decodes m into b; a malformed result is counted and skipped, but
+// still moves the batch's end, so that acking it acks the bad message too.
+func (c *Consumer) add(b *Batch, m jetstream.Msg) {
+	md, err := m.Metadata()
+	if err != nil {
+		c.malformed(err)
+		return
+	}
+	seq := md.Sequence.Stream
+	b.Last, b.Pending, b.last = seq, md.NumPending, m
+	var r event.ProbeResult
+	if err := event.Unmarshal(m.Data(), &r); err != nil || r.Target == "" || !r.State.Valid() {
+		if err == nil {
+			err = fmt.Errorf("result without target or with state %q", r.State)
+		}
+		c.malformed(err)
+		return
+	}
+	b.Results = append(b.Results, r)
+	b.Seqs = append(b.Seqs, seq)
+	c.Stats.Consumed.Add(1)
 }
 
 // malformed counts a bad message and logs at most once per 10 s.

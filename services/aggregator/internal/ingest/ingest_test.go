@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
@@ -17,11 +18,14 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func TestConsumer_batches_checkpoints_and_resumes(t *testing.T) {
+// setup starts a server with the layout and returns a publisher of results
+// of one target with the given Seq.
+func setup(t *testing.T) (context.Context, *nats.Conn, *bus.Layout, string, func(seq uint64)) {
+	t.Helper()
 	s := natstest.RunServer(t)
 	nc, js := s.JetStream()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	l, err := bus.Ensure(ctx, js, subject.Space{}, bus.Settings{})
 	if err != nil {
 		t.Fatal(err)
@@ -35,6 +39,11 @@ func TestConsumer_batches_checkpoints_and_resumes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	return ctx, nc, l, subj, pub
+}
+
+func TestConsumer_batches_checkpoints_and_resumes(t *testing.T) {
+	ctx, nc, l, subj, pub := setup(t)
 	for i := uint64(1); i <= 5; i++ {
 		pub(i)
 	}
@@ -48,6 +57,8 @@ func TestConsumer_batches_checkpoints_and_resumes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer c.Close()
+	c.Linger = time.Second // every result stored so far in one batch
 	b, err := c.Next(ctx, 100, time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -83,6 +94,8 @@ func TestConsumer_batches_checkpoints_and_resumes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer c2.Close()
+	c2.Linger = time.Second
 	b, err = c2.Next(ctx, 100, time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -93,5 +106,36 @@ func TestConsumer_batches_checkpoints_and_resumes(t *testing.T) {
 	// The replaced consumer no longer delivers (fencing a stale leader).
 	if _, err := c.Next(ctx, 100, 200*time.Millisecond); err == nil {
 		t.Log("old consumer fetch returned no error (deleted consumer yields empty fetch)")
+	}
+}
+
+// A result is handed over once the linger has passed, not when the pull
+// (up to 1,000 results or 3 s) ends — 20 results one at a time would take a
+// minute, past the test's 20 s — and the pull carries on across calls
+// without losing or repeating a result.
+func TestConsumer_hands_over_without_waiting_for_the_pull(t *testing.T) {
+	ctx, _, l, _, pub := setup(t)
+	c, err := ingest.Open(ctx, l.Results, "", "", ingest.Position{}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var seen []uint64
+	for want := uint64(1); want <= 20; want++ {
+		pub(want)
+		for uint64(len(seen)) < want {
+			b, err := c.Next(ctx, 1000, 3*time.Second)
+			if err != nil {
+				t.Fatalf("after %d results: %v", len(seen), err)
+			}
+			for _, r := range b.Results {
+				seen = append(seen, r.Seq)
+			}
+		}
+	}
+	for i, seq := range seen {
+		if seq != uint64(i+1) {
+			t.Fatalf("results %v: want 1 to 20, each once, in order", seen)
+		}
 	}
 }

@@ -19,6 +19,8 @@
 package inventory
 
 import (
+	"time"
+
 	"fmt"
 	"maps"
 	"net/netip"
@@ -215,7 +217,8 @@ func target(cfg *config.Config, vc config.VSConf, method config.Method, params m
 	upRetry, downRetry := vc.UpCount()-1, vc.DownCount()-1
 	def := engine.TargetDef{
 		Params: checker.Params{UpRetry: upRetry, DownRetry: downRetry, StaleIntervals: cfg.Aggregator.StaleIntervals,
-			Quorum: vc.Quorum, Observers: obs, Interval: vc.Interval, InitialState: vc.InitialState},
+			MinStale: minStale(cfg.Bus.MemberTTL, vc.Interval, vc.DownInterval, max(upRetry, downRetry)),
+			Quorum:   vc.Quorum, Observers: obs, Interval: vc.Interval, InitialState: vc.InitialState},
 		Def: event.Target{
 			ID: tid.Token(), Addr: b.Addr.String(), Port: b.Port, Proto: b.Proto.String(), Method: method.String(),
 			Params: params, Interval: int64(vc.Interval), Timeout: int64(vc.Timeout), Observers: obs,
@@ -249,4 +252,14 @@ func revision(hex string) uint64 {
 	}
 	n, _ := strconv.ParseUint(hex, 16, 64)
 	return n
+}
+
+// minStale is how long a dead prober's targets can go without a debounced
+// result from their new owner: its membership expires (member TTL), the new
+// owner's first probe comes within an interval, and retry+1 results in a row
+// make its first debounced state; one more interval is slack. Silence
+// shorter than that is a reshard, not evidence.
+func minStale(memberTTL, interval, downInterval time.Duration, retry int) time.Duration {
+	iv := max(interval, downInterval)
+	return memberTTL + time.Duration(retry+2)*iv
 }

@@ -117,6 +117,11 @@ func TestBuild_from_agent_and_static_services(t *testing.T) {
 	if len(shared.Def.UsedBy) != 2 || shared.Def.Method != "tcp" || shared.Params.Interval != 2*time.Second || shared.Params.UpRetry != 1 {
 		t.Fatalf("shared target: %+v", shared)
 	}
+	// Silence shorter than a reshard (member TTL 3 s + (retry 1 + 2) intervals
+	// of 2 s) is no evidence.
+	if got := shared.Params.StaleWindow(); got != 3*time.Second+3*2*time.Second {
+		t.Fatalf("stale window %v, want the member TTL + 3 intervals (9s)", got)
+	}
 	dns := d.Inventory.VSs[specs["192.0.2.1-UDP-53"]]
 	if got := d.Targets[dns.Backends[0].Target].Def.Method; got != "udpping" {
 		t.Fatalf("auto on UDP resolved to %q, want udpping", got)

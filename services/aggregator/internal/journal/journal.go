@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -19,13 +20,32 @@ import (
 // subject: this aggregator must stand down.
 var ErrFenced = errors.New("journal: fenced by another writer")
 
-// Journal appends transitions for one leader term. It is used from one
-// goroutine.
+// Journal appends transitions for one leader term. It is safe for
+// concurrent use on different subjects; one subject's appends must come
+// from one goroutine at a time, in order.
 type Journal struct {
 	js      jetstream.JetStream
 	events  jetstream.Stream
 	state   jetstream.KeyValue
+	mu      sync.Mutex
 	lastSeq map[string]uint64 // subject → last stream sequence we know of
+}
+
+func (j *Journal) last(subj string) (uint64, bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	seq, ok := j.lastSeq[subj]
+	return seq, ok
+}
+
+func (j *Journal) setLast(subj string, seq uint64, known bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if known {
+		j.lastSeq[subj] = seq
+	} else {
+		delete(j.lastSeq, subj)
+	}
 }
 
 // New returns a journal writing to the events stream and the state bucket.
@@ -36,7 +56,7 @@ func New(js jetstream.JetStream, events jetstream.Stream, state jetstream.KeyVal
 // Append publishes t on subj and then stores it under key in hm_state. It
 // returns the event's stream sequence.
 func (j *Journal) Append(ctx context.Context, subj, key string, t *event.Transition) (uint64, error) {
-	last, ok := j.lastSeq[subj]
+	last, ok := j.last(subj)
 	if !ok {
 		var err error
 		if last, err = j.fetchLast(ctx, subj); err != nil {
@@ -52,7 +72,7 @@ func (j *Journal) Append(ctx context.Context, subj, key string, t *event.Transit
 	if err != nil {
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
-			delete(j.lastSeq, subj)
+			j.setLast(subj, 0, false)
 			return 0, fmt.Errorf("%w: %s: %v", ErrFenced, subj, err)
 		}
 		return 0, fmt.Errorf("journal: publish %s: %w", subj, err)
@@ -64,7 +84,7 @@ func (j *Journal) Append(ctx context.Context, subj, key string, t *event.Transit
 		// neither the fence nor hm_state may move back to it.
 		return ack.Sequence, nil
 	}
-	j.lastSeq[subj] = ack.Sequence
+	j.setLast(subj, ack.Sequence, true)
 	if _, err := j.state.Put(ctx, key, msg.Data); err != nil {
 		return ack.Sequence, fmt.Errorf("journal: state %s: %w", key, err)
 	}

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/healthmesh/healthmesh/services/aggregator"
 	"github.com/healthmesh/healthmesh/services/healthmesh"
 	"github.com/healthmesh/healthmesh/shared/logging"
 )
@@ -43,6 +44,7 @@ func main() {
 	flag.StringVar(&o.DataDir, "data-dir", "/var/lib/healthmesh", "JetStream store directory")
 	flag.StringVar(&o.NATSAddr, "nats-addr", "127.0.0.1:4222", "embedded NATS client listener (host:port), or off for in-process connections only")
 	flag.StringVar(&o.Node, "node", host, "this load balancer node's name")
+	flag.BoolVar(&o.Pprof, "pprof", false, "also serve /debug/pprof/ on the metric server address")
 	flag.StringVar(&logFormat, "log-format", "auto", "log format: auto, json or console")
 	flag.StringVar(&logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	flag.Parse()
@@ -61,17 +63,8 @@ func main() {
 	o.Log = log
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	reload := make(chan struct{}, 1)
-	go func() {
-		for range hup {
-			select {
-			case reload <- struct{}{}:
-			default:
-			}
-		}
-	}()
+	reload, stopReload := aggregator.ReloadOnSIGHUP()
+	defer stopReload()
 	o.Reload = reload
 	if err := healthmesh.Run(ctx, o); err != nil {
 		log.Error().Err(err).Msg("healthmesh failed")
