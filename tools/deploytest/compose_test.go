@@ -43,12 +43,12 @@ type demoBackend struct {
 }
 
 var demoBackends = []demoBackend{
-	{"web-a", "backend-a", "192.0.2.10-TCP-80", "172.29.10.11-TCP-8080"},
-	{"web-b", "backend-b", "192.0.2.10-TCP-80", "172.29.10.12-TCP-8080"},
-	{"dns-a", "backend-a", "192.0.2.10-UDP-53", "172.29.10.11-UDP-5353"},
-	{"dns-b", "backend-b", "192.0.2.10-UDP-53", "172.29.10.12-UDP-5353"},
-	{"ssh-a", "backend-a", "192.0.2.20-TCP-22", "172.29.10.11-TCP-2222"},
-	{"ssh-b", "backend-b", "192.0.2.20-TCP-22", "172.29.10.12-TCP-2222"},
+	{"web-a", "backend-a", "192.0.2.10-TCP-80", "10.29.10.11-TCP-8080"},
+	{"web-b", "backend-b", "192.0.2.10-TCP-80", "10.29.10.12-TCP-8080"},
+	{"dns-a", "backend-a", "192.0.2.10-UDP-53", "10.29.10.11-UDP-5353"},
+	{"dns-b", "backend-b", "192.0.2.10-UDP-53", "10.29.10.12-UDP-5353"},
+	{"ssh-a", "backend-a", "192.0.2.20-TCP-22", "10.29.10.11-TCP-2222"},
+	{"ssh-b", "backend-b", "192.0.2.20-TCP-22", "10.29.10.12-TCP-2222"},
 }
 
 func backendNamed(name string) demoBackend {
@@ -72,6 +72,7 @@ type stack struct {
 	admin   *client
 	events  *eventLog
 	results *resultLog
+	ports   map[string]string // published ports by "service/port", shared by the subtests' copies
 }
 
 // startStack brings the stack up with one prober, or skips when the compose
@@ -81,7 +82,7 @@ func startStack(t *testing.T) *stack {
 	if os.Getenv("HM_E2E_COMPOSE") != "1" {
 		t.Skip("compose fault tests: set HM_E2E_COMPOSE=1 (make e2e-compose); they need Docker and `make images`")
 	}
-	s := &stack{t: t, root: root(t)}
+	s := &stack{t: t, root: root(t), ports: map[string]string{}}
 	s.compose = strings.Fields(os.Getenv("HM_E2E_COMPOSE_CMD"))
 	if len(s.compose) == 0 {
 		s.compose = []string{"docker-compose"}
@@ -125,7 +126,7 @@ func startStack(t *testing.T) *stack {
 	if out, err := s.run(3*time.Minute, s.compose[0], append(s.compose[1:], "up", "-d", "--scale", "prober=1")...); err != nil {
 		hint := ""
 		if strings.Contains(out, "Pool overlaps") {
-			hint = "\nThe backends network's fixed subnet (172.29.10.0/24) is taken: is another healthmesh stack up (`make down`)?"
+			hint = "\nThe backends network's fixed subnet (10.29.10.0/24) is taken: is another healthmesh stack up (`make down`), or another Docker network on it (`docker network ls`)?"
 		}
 		t.Fatalf("compose up: %v\n%s%s", err, out, hint)
 	}
@@ -220,14 +221,39 @@ func (s *stack) container(service string) string {
 func (s *stack) network(name string) string { return project + "_" + name }
 
 // port is the host address a service's container port is published on.
+// It is asked once: the services whose ports the tests use (dpvs-agent,
+// the backends) are never restarted, and one compose command costs about
+// half a second of CPU, too much for a condition polled in a loop.
 func (s *stack) port(service string, port int) string {
 	s.t.Helper()
+	key := service + "/" + strconv.Itoa(port)
+	if addr, ok := s.ports[key]; ok {
+		return addr
+	}
 	out := strings.TrimSpace(s.composeOK(time.Minute, "port", service, strconv.Itoa(port)))
 	_, p, err := net.SplitHostPort(out)
 	if err != nil {
 		s.t.Fatalf("compose port %s %d: %q: %v", service, port, out, err)
 	}
-	return "127.0.0.1:" + p
+	s.ports[key] = "127.0.0.1:" + p
+	return s.ports[key]
+}
+
+// pollEvery is how often poll asks docker, the emulator or NATS.
+const pollEvery = 200 * time.Millisecond
+
+// poll is wait.Until for a condition that asks docker, the emulator or
+// NATS: it is evaluated every pollEvery, not at wait.Interval.
+func poll(timeout time.Duration, cond func() bool) bool {
+	var next time.Time
+	var last bool
+	return wait.Until(timeout, func() bool {
+		if now := time.Now(); !now.Before(next) {
+			next = now.Add(pollEvery)
+			last = cond()
+		}
+		return last
+	})
 }
 
 // observer is the prober member id of a prober container: its host name
@@ -336,7 +362,7 @@ func (s *stack) latest(b demoBackend) event.State {
 func (s *stack) waitAllUp(timeout time.Duration) {
 	s.t.Helper()
 	var st map[string]agentBackend
-	if !wait.Until(timeout, func() bool {
+	if !poll(timeout, func() bool {
 		st = s.agentState()
 		for _, b := range demoBackends {
 			if s.latest(b) != event.Up {
@@ -363,6 +389,7 @@ func (s *stack) waitAllUp(timeout time.Duration) {
 // probers, fresh aggregators (one may hold the lease without working).
 // Errors are ignored (most of it is usually already so).
 func (s *stack) heal() {
+	clear(s.ports) // containers may be started anew
 	s.run(3*time.Minute, s.compose[0], append(s.compose[1:], "restart", "aggregator-a", "aggregator-b")...)
 	for _, b := range demoBackends {
 		if host, err := s.run(time.Minute, s.compose[0], append(s.compose[1:], "port", b.host, "7000")...); err == nil {
@@ -377,7 +404,7 @@ func (s *stack) heal() {
 	for _, id := range strings.Fields(ids) {
 		s.run(time.Minute, "docker", "network", "connect", s.network("backends"), id)
 	}
-	for host, ip := range map[string]string{"backend-a": "172.29.10.11", "backend-b": "172.29.10.12"} {
+	for host, ip := range map[string]string{"backend-a": "10.29.10.11", "backend-b": "10.29.10.12"} {
 		if id, err := s.run(time.Minute, s.compose[0], append(s.compose[1:], "ps", "-q", host)...); err == nil {
 			s.run(time.Minute, "docker", "network", "connect", "--ip", ip, s.network("backends"), strings.TrimSpace(id))
 		}
@@ -415,13 +442,17 @@ func (s *stack) members() []string {
 	return keys
 }
 
-// natsViolations counts the permission violations in the nats service's log.
-func (s *stack) natsViolations() int {
-	out, err := s.run(time.Minute, s.compose[0], append(s.compose[1:], "logs", "--no-color", "nats")...)
-	if err != nil {
-		s.t.Errorf("compose logs nats: %v", err)
+// natsViolations returns a counter of the permission violations in the
+// nats service's log (docker logs: a compose command is too slow to poll).
+func (s *stack) natsViolations() func() int {
+	id := s.container("nats")
+	return func() int {
+		out, err := s.run(time.Minute, "docker", "logs", id)
+		if err != nil {
+			s.t.Errorf("docker logs nats: %v", err)
+		}
+		return strings.Count(out, " Violation - ")
 	}
-	return strings.Count(out, " Violation - ")
 }
 
 // targets reads the desired targets from KV hm_targets, by token.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/healthmesh/healthmesh/shared/bus"
 	"github.com/healthmesh/healthmesh/shared/event"
+	"github.com/healthmesh/healthmesh/shared/subject"
 	"github.com/healthmesh/healthmesh/shared/wait"
 )
 
@@ -80,15 +81,40 @@ func (s *stack) coverage(targets map[string]event.Target, alive, gone []string, 
 	return nil
 }
 
-// steadyCoverage waits until every target is probed by exactly its R
-// probers over the last two intervals, then requires that to hold for four
-// more intervals.
+// steadyCoverage waits until hm_members holds exactly the alive probers and
+// every target is probed by exactly its R probers over the last two
+// intervals, then requires that to hold for four more intervals.
+//
+// Coverage alone is not a settled state: while probers join one after the
+// other, an intermediate membership can give each target exactly R probers
+// for a moment, and the next join then moves targets again. So the window
+// counted starts one interval after hm_members last changed to the alive
+// set (time for the old owners to stop and the new ones to probe).
 func (s *stack) steadyCoverage(targets map[string]event.Target, alive []string, settle time.Duration) {
 	s.t.Helper()
 	window := 2 * probeInterval
+	var want []string // the alive probers' hm_members keys
+	for _, o := range alive {
+		want = append(want, subject.KeyMember(o))
+	}
+	slices.Sort(want)
+	var complete time.Time // since when hm_members has held exactly alive
 	var err error
-	if !wait.Until(settle, func() bool {
+	if !poll(settle, func() bool {
 		now := time.Now()
+		members := slices.Sorted(slices.Values(s.members()))
+		if !slices.Equal(members, want) {
+			complete = time.Time{}
+			err = fmt.Errorf("hm_members holds %v; want the alive probers %v", members, want)
+			return false
+		}
+		if complete.IsZero() {
+			complete = now
+		}
+		if now.Sub(complete) < probeInterval+window {
+			err = fmt.Errorf("hm_members complete since %v only", now.Sub(complete).Round(time.Millisecond))
+			return false
+		}
 		err = s.coverage(targets, alive, nil, now.Add(-window), now)
 		return err == nil
 	}) {
@@ -192,7 +218,7 @@ func (s *stack) fullMeshPartition(t *testing.T) {
 	if r := s.events.since(seq, func(r record) bool { return isBackend(webA.id, event.Down)(r) }); len(r) > 0 {
 		t.Errorf("%s went down with %s's host cut: %v", webA.id, webB.host, r)
 	}
-	s.dockerOK("network", "connect", "--ip", "172.29.10.12", backends, s.container(webB.host))
+	s.dockerOK("network", "connect", "--ip", "10.29.10.12", backends, s.container(webB.host))
 	s.dockerOK("network", "connect", backends, cut)
 }
 
@@ -249,7 +275,8 @@ func (s *stack) aggregatorFailover(t *testing.T) {
 }
 
 // exactlyOnce requires one down and one up transition for each backend
-// after seq: none lost, none doubled.
+// after seq, none lost, none doubled, and each applied by the actioner:
+// the history (what hmctl history reads) and the actions agree.
 func (s *stack) exactlyOnce(seq uint64, backends ...demoBackend) {
 	s.t.Helper()
 	for _, b := range backends {
@@ -258,6 +285,22 @@ func (s *stack) exactlyOnce(seq uint64, backends ...demoBackend) {
 				s.t.Errorf("%s: %d transitions to %s; want exactly 1:\n%s", b.id, len(got), to, s.events.dump(seq))
 			}
 		}
+	}
+	// Applied: an action result for the transition's VS names it or a later
+	// event of that VS (the actioner coalesces a VS's pending events).
+	var missing []string
+	if !wait.Until(30*time.Second, func() bool {
+		missing = nil
+		for _, b := range backends {
+			for _, tr := range s.events.since(seq, func(r record) bool { return isBackend(b.id, "")(r) && r.T.VS == b.vs }) {
+				if len(s.events.since(seq, func(r record) bool { return isAction(b.vs)(r) && r.A.EventSeq >= tr.Seq })) == 0 {
+					missing = append(missing, tr.String())
+				}
+			}
+		}
+		return len(missing) == 0
+	}) {
+		s.t.Errorf("transitions the actioner did not apply:\n  %s\nthe events since #%d:\n%s", strings.Join(missing, "\n  "), seq, s.events.dump(seq))
 	}
 }
 
@@ -280,29 +323,51 @@ func (s *stack) actionerBacklog(t *testing.T) {
 	}
 	pending := s.events.last()
 
+	// Each VS's last pending transition, which the actioner must apply.
+	lastPending := map[string]uint64{}
+	for _, b := range []demoBackend{ssh, dns} {
+		trs := s.events.since(seq, func(r record) bool { return isBackend(b.id, "")(r) && r.T.VS == b.vs })
+		lastPending[b.vs] = trs[len(trs)-1].Seq
+	}
+	// applied is the newest event applied per VS since the restart; a
+	// re-assertion of hm_state (op SYNC, event 0) is not an applied event.
+	applied := func() (map[string]uint64, []record) {
+		recs := s.events.since(pending, func(r record) bool {
+			return r.A != nil && r.A.OK && r.A.Kind == event.KindBackend && r.A.EventSeq > 0
+		})
+		last := map[string]uint64{}
+		for _, r := range recs {
+			last[r.A.Object] = max(last[r.A.Object], r.A.EventSeq)
+		}
+		return last, recs
+	}
+
 	s.composeOK(2*time.Minute, "start", "actioner")
-	if !wait.Until(30*time.Second, func() bool {
+	// The resync may set DPVS right from hm_state before the backlog is
+	// delivered: wait for both, the pending events applied and DPVS right.
+	if !poll(30*time.Second, func() bool {
+		last, _ := applied()
+		for vs, want := range lastPending {
+			if last[vs] < want {
+				return false
+			}
+		}
 		st := s.agentState()
 		return st[dns.id].Weight == 0 && st[dns.id].Inhibited && st[ssh.id].Weight > 0 && !st[ssh.id].Inhibited
 	}) {
 		st := s.agentState()
-		t.Fatalf("after the restart DPVS has %s=%+v %s=%+v; want %s down (weight 0, inhibited) and %s up",
-			dns.id, st[dns.id], ssh.id, st[ssh.id], dns.id, ssh.id)
+		last, _ := applied()
+		t.Fatalf("after the restart: applied events %v, want at least %v; DPVS has %s=%+v %s=%+v, want %s down (weight 0, inhibited) and %s up; events since #%d:\n%s",
+			last, lastPending, dns.id, st[dns.id], ssh.id, st[ssh.id], dns.id, ssh.id, seq, s.events.dump(seq))
 	}
-	// In order: per VS, the applied events' sequences only go forward, and
-	// each VS's last pending event is applied.
-	lastApplied := map[string]uint64{}
-	for _, r := range s.events.since(pending, func(r record) bool { return r.A != nil && r.A.OK && r.A.Kind == event.KindBackend }) {
-		if r.A.EventSeq < lastApplied[r.A.Object] {
-			t.Errorf("%s applied event #%d after #%d: out of order", r.A.Object, r.A.EventSeq, lastApplied[r.A.Object])
+	// In order: per VS, the applied events' sequences only go forward.
+	_, recs := applied()
+	prev := map[string]uint64{}
+	for _, r := range recs {
+		if r.A.EventSeq < prev[r.A.Object] {
+			t.Errorf("%s applied event #%d after #%d: out of order", r.A.Object, r.A.EventSeq, prev[r.A.Object])
 		}
-		lastApplied[r.A.Object] = r.A.EventSeq
-	}
-	for _, b := range []demoBackend{ssh, dns} {
-		want := s.events.since(seq, func(r record) bool { return isBackend(b.id, "")(r) && r.T.VS == b.vs })
-		if last := want[len(want)-1].Seq; lastApplied[b.vs] < last {
-			t.Errorf("%s: last applied event #%d; want the last pending one, #%d", b.vs, lastApplied[b.vs], last)
-		}
+		prev[r.A.Object] = r.A.EventSeq
 	}
 	s.setBackend(dns.name, false)
 }
@@ -319,7 +384,7 @@ func (s *stack) natsRestart(t *testing.T) {
 	s.composeOK(2*time.Minute, "start", "nats")
 	down := s.events.waitFor(t, 60*time.Second, seq, b.id+" down after the restart", isBackend(b.id, event.Down))
 	t.Logf("after the NATS restart: %s", down)
-	if !wait.Until(30*time.Second, func() bool {
+	if !poll(30*time.Second, func() bool {
 		a := s.agentState()[b.id]
 		return a.Weight == 0 && a.Inhibited
 	}) {
@@ -333,7 +398,7 @@ func (s *stack) natsRestart(t *testing.T) {
 		alive = append(alive, observer(id))
 	}
 	var members []string
-	if !wait.Until(30*time.Second, func() bool {
+	if !poll(30*time.Second, func() bool {
 		members = s.members()
 		return len(members) == len(alive)
 	}) {
@@ -355,6 +420,6 @@ func (s *stack) natsRestart(t *testing.T) {
 func (s *stack) proberCredentials(t *testing.T) {
 	c := connectAs(t, bus.ConnOptions{URLs: s.natsURL, Name: "stolen-prober-key",
 		NKeyFile: s.root + "/deploy/compose/secrets/prober.nk"})
-	checkForbidden(t, c, "prober", s.natsViolations)
+	checkForbidden(t, c, "prober", s.natsViolations())
 	checkUnchanged(t, s.admin.js)
 }

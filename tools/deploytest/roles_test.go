@@ -171,4 +171,14 @@ func checkUnchanged(t *testing.T, js jetstream.JetStream) {
 			t.Errorf("%s has key fake (%v, %v); want none", bucket, e, err)
 		}
 	}
+	// The lease: absent, or held by an aggregator, never by the fake value.
+	leader, err := js.KeyValue(ctx, "hm_leader")
+	if err != nil {
+		t.Fatalf("bucket hm_leader: %v", err)
+	}
+	if e, err := leader.Get(ctx, "aggregator"); err == nil && string(e.Value()) == "fake" {
+		t.Errorf("hm_leader holds the fake lease %q", e.Value())
+	} else if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("hm_leader: %v", err)
+	}
 }

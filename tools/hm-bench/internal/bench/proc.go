@@ -22,6 +22,7 @@ type proc struct {
 	stdout string        // path of the stdout file
 	stderr string        // path of the stderr file
 	done   chan struct{} // closed by the waiting goroutine once the process is reaped
+	killed bool          // killed on purpose (kill): its exit is expected
 	err    error         // Wait's error; read after done
 }
 
@@ -70,6 +71,13 @@ func (p *proc) exited() error {
 	}
 }
 
+// kill ends the process with SIGKILL, as a crash would, and reaps it.
+func (p *proc) kill() {
+	p.killed = true
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
 // stop sends SIGTERM, waits up to grace, then kills. It returns once the
 // process is reaped.
 func (p *proc) stop(grace time.Duration) {
@@ -92,9 +100,16 @@ func (p *proc) stop(grace time.Duration) {
 // waitFor polls cond every 50 ms until it returns true, an error, ctx ends or
 // timeout passes; what names the condition in the error.
 func waitFor(ctx context.Context, timeout time.Duration, what string, cond func() (bool, error)) error {
+	return waitEvery(ctx, 50*time.Millisecond, timeout, what, cond)
+}
+
+// waitEvery is waitFor polling every period: for conditions that are costly
+// to read (the emulator's whole state), so that polling does not load the
+// machine being measured.
+func waitEvery(ctx context.Context, period, timeout time.Duration, what string, cond func() (bool, error)) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	tick := time.NewTicker(50 * time.Millisecond)
+	tick := time.NewTicker(period)
 	defer tick.Stop()
 	for {
 		ok, err := cond()

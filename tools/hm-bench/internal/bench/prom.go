@@ -23,6 +23,8 @@ const (
 	metricAcked    = "healthmesh_prober_results_acked_total"
 	metricDropped  = "healthmesh_prober_results_dropped_total"
 	metricFailed   = "healthmesh_prober_results_failed_total"
+
+	metricTransitions = "healthmesh_aggregator_transitions_total"
 )
 
 // Scrape is one read of a /metrics page.

@@ -54,13 +54,23 @@ func DefaultScenarios() string { return "tcp:10000,ping:10000,http:5000" }
 // ParseScenarios reads a comma-separated list of METHOD:N[@INTERVAL]; the
 // interval defaults to interval and the timeout is half the interval.
 func ParseScenarios(list string, interval time.Duration) ([]Scenario, error) {
+	return parseScenarios(list, interval, MaxTargets)
+}
+
+// ParsePipelineScenarios is ParseScenarios for the pipeline benchmark: up to
+// MaxPipelineTargets backends.
+func ParsePipelineScenarios(list string, interval time.Duration) ([]Scenario, error) {
+	return parseScenarios(list, interval, MaxPipelineTargets)
+}
+
+func parseScenarios(list string, interval time.Duration, maxTargets int) ([]Scenario, error) {
 	var out []Scenario
 	for _, item := range strings.Split(list, ",") {
 		item = strings.TrimSpace(item)
 		if item == "" {
 			continue
 		}
-		s, err := parseScenario(item, interval)
+		s, err := parseScenario(item, interval, maxTargets)
 		if err != nil {
 			return nil, err
 		}
@@ -72,7 +82,7 @@ func ParseScenarios(list string, interval time.Duration) ([]Scenario, error) {
 	return out, nil
 }
 
-func parseScenario(item string, interval time.Duration) (Scenario, error) {
+func parseScenario(item string, interval time.Duration, maxTargets int) (Scenario, error) {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: %q: %s", ErrScenario, item, fmt.Sprintf(format, a...))
 	}
@@ -87,8 +97,8 @@ func parseScenario(item string, interval time.Duration) (Scenario, error) {
 	}
 	count, iv, hasIV := strings.Cut(rest, "@")
 	n, err := strconv.Atoi(count)
-	if err != nil || n < 1 || n > MaxTargets {
-		return Scenario{}, bad("target count %q: want 1 to %d", count, MaxTargets)
+	if err != nil || n < 1 || n > maxTargets {
+		return Scenario{}, bad("target count %q: want 1 to %d", count, maxTargets)
 	}
 	if hasIV {
 		if interval, err = time.ParseDuration(iv); err != nil {
@@ -124,6 +134,12 @@ func (s Scenario) endpoints() []netip.AddrPort {
 // backendArgs returns the demo-backends flags serving the scenario's
 // endpoints, or nil when the kernel answers (ping).
 func (s Scenario) backendArgs() []string {
+	return s.backendArgsFor(s.endpoints())
+}
+
+// backendArgsFor returns the demo-backends flags serving eps, a run of the
+// scenario's endpoints.
+func (s Scenario) backendArgsFor(eps []netip.AddrPort) []string {
 	if s.Method == MethodPing {
 		return nil
 	}
@@ -132,7 +148,6 @@ func (s Scenario) backendArgs() []string {
 		flag = "-http-range"
 	}
 	// One range per address: IP:FIRST-LAST.
-	eps := s.endpoints()
 	var args []string
 	for i := 0; i < len(eps); {
 		j := i

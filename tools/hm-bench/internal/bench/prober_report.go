@@ -39,8 +39,8 @@ func (r Result) Verdict() string {
 	return strings.Join(miss, "; ")
 }
 
-// WriteJSON writes the results as one indented JSON array.
-func WriteJSON(w io.Writer, rs []Result) error {
+// WriteJSON writes results (of either benchmark) as one indented JSON array.
+func WriteJSON[R Result | PipelineResult](w io.Writer, rs []R) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(rs); err != nil {

@@ -14,6 +14,7 @@ import (
 	"maps"
 	"math"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -58,21 +59,7 @@ type Config struct {
 }
 
 func (c *Config) defaults() error {
-	if c.Runs <= 0 {
-		c.Runs = 1
-	}
-	if c.Settle <= 0 {
-		c.Settle = 3 * time.Second
-	}
-	if c.Warmup <= 0 {
-		c.Warmup = 10 * time.Second
-	}
-	if c.Duration <= 0 {
-		c.Duration = 30 * time.Second
-	}
-	if c.Progress == nil {
-		c.Progress = io.Discard
-	}
+	phaseDefaults(&c.Runs, &c.Settle, &c.Warmup, &c.Duration, &c.Progress)
 	if len(c.Scenarios) == 0 {
 		return fmt.Errorf("bench: %w: none given", ErrScenario)
 	}
@@ -82,6 +69,23 @@ func (c *Config) defaults() error {
 		}
 	}
 	return nil
+}
+
+// phaseDefaults fills the run count and phase lengths both benchmarks share.
+func phaseDefaults(runs *int, settle, warmup, duration *time.Duration, progress *io.Writer) {
+	*runs = max(*runs, 1)
+	if *settle <= 0 {
+		*settle = 3 * time.Second
+	}
+	if *warmup <= 0 {
+		*warmup = 10 * time.Second
+	}
+	if *duration <= 0 {
+		*duration = 30 * time.Second
+	}
+	if *progress == nil {
+		*progress = io.Discard
+	}
 }
 
 // Result is one measured run.
@@ -135,15 +139,11 @@ func Run(ctx context.Context, c Config) ([]Result, error) {
 	if err := c.defaults(); err != nil {
 		return nil, err
 	}
-	dir := c.Dir
-	if dir == "" {
-		d, err := os.MkdirTemp("", "hm-bench-")
-		if err != nil {
-			return nil, fmt.Errorf("bench: %w", err)
-		}
-		defer os.RemoveAll(d)
-		dir = d
+	dir, cleanup, err := workDir(c.Dir, "hm-bench-")
+	if err != nil {
+		return nil, err
 	}
+	defer cleanup()
 	var out []Result
 	for _, s := range c.Scenarios {
 		for run := 1; run <= c.Runs; run++ {
@@ -156,6 +156,19 @@ func Run(ctx context.Context, c Config) ([]Result, error) {
 		}
 	}
 	return out, nil
+}
+
+// workDir returns dir, or a new temporary directory (named pattern…) that
+// cleanup removes.
+func workDir(dir, pattern string) (string, func(), error) {
+	if dir != "" {
+		return dir, func() {}, nil
+	}
+	d, err := os.MkdirTemp("", pattern)
+	if err != nil {
+		return "", nil, fmt.Errorf("bench: %w", err)
+	}
+	return d, func() { os.RemoveAll(d) }, nil
 }
 
 // runner is one run's processes and connections.
@@ -266,38 +279,59 @@ func runOne(ctx context.Context, c *Config, s Scenario, run int, base string) (R
 // startNATS starts nats-server with JetStream on a random loopback port and
 // returns its client URL.
 func (r *runner) startNATS(ctx context.Context) (string, error) {
-	p, err := startProc("nats-server", r.dir, filepath.Join(r.c.Bin, binNATS), nil,
-		"-js", "-sd", filepath.Join(r.dir, "jetstream"), "-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", r.dir)
-	if err != nil {
-		return "", err
+	p, url, err := startNATSServer(ctx, r.dir, r.c.Bin)
+	if p != nil {
+		r.procs, r.nats = append(r.procs, p), p
 	}
-	r.procs, r.nats = append(r.procs, p), p
+	return url, err
+}
+
+// startNATSServer starts nats-server with JetStream (store in dir) on a
+// random loopback port and returns it with its client URL. The caller stops
+// the process (returned even on error).
+func startNATSServer(ctx context.Context, dir, bin string) (*proc, string, error) {
+	p, err := startProc("nats-server", dir, filepath.Join(bin, binNATS), nil,
+		"-js", "-sd", filepath.Join(dir, "jetstream"), "-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", dir)
+	if err != nil {
+		return nil, "", err
+	}
 	var url string
 	err = waitFor(ctx, 30*time.Second, "nats-server's ports file", func() (bool, error) {
 		if err := p.exited(); err != nil {
 			return false, err
 		}
 		var err error
-		url, err = natsPorts(r.dir, p.pid())
+		url, err = natsPorts(dir, p.pid())
 		return url != "", err
 	})
-	return url, err
+	return p, url, err
 }
 
 // startBackends starts demo-backends serving the scenario's endpoints (none
 // for ping) and waits for its ready line.
 func (r *runner) startBackends(ctx context.Context) error {
-	args := r.s.backendArgs()
-	if args == nil {
+	if r.s.Method == MethodPing {
 		return nil
 	}
-	args = append(args, "-control", "", "-log-format", "json", "-log-level", "warn")
-	p, err := startProc("demo-backends", r.dir, filepath.Join(r.c.Bin, binBackends), nil, args...)
-	if err != nil {
-		return err
+	p, _, err := startFarm(ctx, r.dir, r.c.Bin, "demo-backends", r.s, r.s.endpoints(), "")
+	if p != nil {
+		r.procs, r.backends = append(r.procs, p), p
 	}
-	r.procs, r.backends = append(r.procs, p), p
-	return waitFor(ctx, 2*time.Minute, "demo-backends to listen", func() (bool, error) {
+	return err
+}
+
+// startFarm starts demo-backends, as name, serving eps (endpoints of s),
+// with its control API on control ("" = none), waits for its ready line and
+// returns the control API's bound address. The caller stops the process
+// (returned even on error).
+func startFarm(ctx context.Context, dir, bin, name string, s Scenario, eps []netip.AddrPort, control string) (*proc, string, error) {
+	args := append(s.backendArgsFor(eps), "-control", control, "-log-format", "json", "-log-level", "warn")
+	p, err := startProc(name, dir, filepath.Join(bin, binBackends), nil, args...)
+	if err != nil {
+		return nil, "", err
+	}
+	var bound string
+	return p, bound, waitFor(ctx, 3*time.Minute, "demo-backends to listen", func() (bool, error) {
 		if err := p.exited(); err != nil {
 			return false, err
 		}
@@ -310,9 +344,10 @@ func (r *runner) startBackends(ctx context.Context) error {
 		if err != nil {
 			return false, nil // not written yet
 		}
-		if rd.Backends != r.s.Targets {
-			return false, fmt.Errorf("demo-backends serves %d backends, want %d", rd.Backends, r.s.Targets)
+		if rd.Backends != len(eps) {
+			return false, fmt.Errorf("%s serves %d backends, want %d", name, rd.Backends, len(eps))
 		}
+		bound = rd.Control
 		return true, nil
 	})
 }
@@ -499,13 +534,18 @@ func (r *runner) profilePath(kind string) string {
 
 // fetch saves a /debug/pprof/ document of the prober.
 func (r *runner) fetch(ctx context.Context, what, path string) error {
-	ctx, cancel := context.WithTimeout(ctx, r.c.Duration+30*time.Second)
+	return fetchPprof(ctx, r.client, r.debug, what, r.c.Duration+30*time.Second, path)
+}
+
+// fetchPprof saves the /debug/pprof/ document what (under debugURL) to path.
+func fetchPprof(ctx context.Context, client *http.Client, debugURL, what string, timeout time.Duration, path string) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.debug+what, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, debugURL+what, nil)
 	if err != nil {
 		return fmt.Errorf("bench: profile: %w", err)
 	}
-	resp, err := r.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("bench: profile %s: %w", what, err)
 	}
