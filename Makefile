@@ -107,9 +107,28 @@ up: images ## Start the compose stack (PROBERS=3, CLUSTER=1 for the 3-node NATS 
 down: ## Stop the compose stack and delete its volumes
 	$(COMPOSE_ENV) $(COMPOSE) $(COMPOSE_FILES) --profile tools down --volumes --remove-orphans
 
+# The fault tests' own compose project (tools/deploytest: project).
+E2E_PROJECT  := hme2e
+
 .PHONY: e2e-compose
-e2e-compose: images ## Fault scenarios against a compose stack of their own (needs docker; ~5 minutes; CLUSTER=1 too)
-	cd tools && $(COMPOSE_ENV) HM_E2E_COMPOSE=1 HM_E2E_CLUSTER=$(CLUSTER) HM_E2E_COMPOSE_CMD="$(COMPOSE)" $(GO) test -count=1 -timeout 30m -v -run TestComposeFaults ./deploytest/
+e2e-compose: images ## Fault scenarios against a compose stack of their own (needs docker; ~2 minutes; CLUSTER=1 too)
+	@rc=0; (cd tools && $(COMPOSE_ENV) HM_E2E_COMPOSE=1 HM_E2E_CLUSTER=$(CLUSTER) HM_E2E_COMPOSE_CMD="$(COMPOSE)" \
+	  $(GO) test -count=1 -timeout 30m -v -run TestComposeFaults ./deploytest/) || rc=$$?; \
+	if [ "$${HM_E2E_KEEP:-}" != 1 ]; then \
+	  echo "e2e-compose: removing project $(E2E_PROJECT) (containers, networks, volumes)"; \
+	  $(MAKE) --no-print-directory e2e-compose-down || { [ $$rc != 0 ] || rc=1; }; \
+	fi; exit $$rc
+
+# The test removes its stack itself; this catches a run that could not
+# (killed, timed out), so the next one starts clean.
+.PHONY: e2e-compose-down
+e2e-compose-down: ## Remove the fault tests' compose project, whatever state it is in
+	@$(COMPOSE_ENV) COMPOSE_PROJECT_NAME=$(E2E_PROJECT) $(COMPOSE) -f docker-compose.yml -f docker-compose.cluster.yml \
+	  --profile tools down --volumes --remove-orphans --timeout 5 2>&1 | grep -v '^\(Removing\|Stopping\|Network .* not found\|Volume .* not found\)' || true
+	@left=$$(docker ps -aq --filter label=com.docker.compose.project=$(E2E_PROJECT)); \
+	 left="$$left$$(docker network ls -q --filter label=com.docker.compose.project=$(E2E_PROJECT))"; \
+	 left="$$left$$(docker volume ls -q --filter label=com.docker.compose.project=$(E2E_PROJECT))"; \
+	 if [ -n "$$left" ]; then echo "e2e-compose-down: project $(E2E_PROJECT) not fully removed: $$left"; exit 1; fi
 
 # ---- Prober benchmark (BENCHMARKS.md, prober section) ----
 # One hm-prober against nats-server and loopback backends, each a separate
@@ -126,6 +145,19 @@ bench-prober: ## Prober performance: 10k TCP, 10k ping, 5k HTTP targets at 1 s, 
 	@cd tools && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./hm-bench ./demo-backends
 	@cd tools && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/nats-server github.com/nats-io/nats-server/v2
 	@$(BIN)/hm-bench -bin $(BIN) $(BENCH_PROBER_FLAGS)
+
+# ---- Pipeline benchmark (BENCHMARKS.md, pipeline section) ----
+# The whole of healthmesh against dpvs-agent-emu and loopback backends, in a
+# private network namespace: the all-in-one healthmesh and the split roles
+# (nats-server, hm-aggregator, hm-actioner, 2 x hm-prober), for 10k and 60k
+# TCP backends at 3 s and 10k at 1 s; about 15 minutes. Pass hm-bench flags
+# in BENCH_FLAGS, e.g. "-json", "-roles all-in-one", "-scenarios tcp:10000@1s".
+BENCH_FLAGS ?=
+
+.PHONY: bench
+bench: build ## Whole-pipeline benchmark: probes/s, CPU and RSS per role, detection latency vs floor, reshard (BENCH_FLAGS=...)
+	@cd tools && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/nats-server github.com/nats-io/nats-server/v2
+	@$(BIN)/hm-bench pipeline -bin $(BIN) $(BENCH_FLAGS)
 
 # ---- Aggregator benchmarks (BENCHMARKS.md, aggregator section) ----
 # Go benchmarks, in process: the fold path (checker + topology + engine
