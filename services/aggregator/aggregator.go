@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -130,7 +131,7 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("aggregator: %w", err)
 	}
 	ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	s.layout, err = bus.Ensure(ectx, s.js, sp, settings(cfg))
+	s.layout, err = bus.Ensure(ectx, s.js, sp, BusSettings(cfg))
 	cancel()
 	if err != nil {
 		return fmt.Errorf("aggregator: %w", err)
@@ -151,12 +152,14 @@ func Run(ctx context.Context, o Options) error {
 
 	s.log.Info().Str("id", o.ID).Str("config", o.ConfigFile).Msg("aggregator started; campaigning")
 	return lease.Run(ctx, lease.Options{KV: s.layout.Leader, Key: subject.KeyLeader, ID: o.ID,
-		TTL: settings(cfg).Defaults().LeaderTTL, Log: s.log}, s.lead)
+		TTL: BusSettings(cfg).Defaults().LeaderTTL, Log: s.log}, s.lead)
 }
 
-func settings(cfg *config.Config) bus.Settings {
+// BusSettings are the streams' and buckets' settings from the bus section:
+// the aggregator owns the layout (the all-in-one uses it too).
+func BusSettings(cfg *config.Config) bus.Settings {
 	b := cfg.Bus
-	return bus.Settings{Replicas: b.Replicas, ResultsMaxAge: b.ResultsMaxAge, ResultsMaxBytes: int64(b.ResultsMaxBytes),
+	return bus.Settings{Replicas: b.Replicas, Results: b.Results, ResultsMaxAge: b.ResultsMaxAge, ResultsMaxBytes: int64(b.ResultsMaxBytes),
 		EventsMaxAge: b.EventsMaxAge, EventsMaxBytes: int64(b.EventsMaxBytes), MemberTTL: b.MemberTTL, LeaderTTL: b.LeaderTTL}
 }
 
@@ -246,6 +249,10 @@ func (s *server) reload(ctx context.Context) {
 	default:
 		for _, w := range warns {
 			s.log.Warn().Msg(w.String())
+		}
+		if !reflect.DeepEqual(next.Bus, cur.Bus) {
+			// The streams, buckets and connection are set up at start.
+			s.log.Warn().Msg("the bus section changed: it takes effect when the aggregator restarts")
 		}
 		s.cfg.Store(next)
 		s.m.reloads.WithLabelValues("applied").Inc()

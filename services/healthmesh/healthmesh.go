@@ -83,9 +83,9 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("healthmesh: jetstream: %w", err)
 	}
 	ectx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	_, err = bus.Ensure(ectx, js, sp, bus.Settings{Replicas: 1, ResultsMaxAge: cfg.Bus.ResultsMaxAge,
-		ResultsMaxBytes: int64(cfg.Bus.ResultsMaxBytes), EventsMaxAge: cfg.Bus.EventsMaxAge,
-		EventsMaxBytes: int64(cfg.Bus.EventsMaxBytes), MemberTTL: cfg.Bus.MemberTTL, LeaderTTL: cfg.Bus.LeaderTTL})
+	set := aggregator.BusSettings(cfg)
+	set.Replicas = 1 // one embedded server
+	_, err = bus.Ensure(ectx, js, sp, set)
 	cancel()
 	if err != nil {
 		return err

@@ -57,8 +57,16 @@ func newMetrics(reg prometheus.Registerer, pub *publish.Publisher) *metrics {
 	pubAcked := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "healthmesh_prober_results_acked_total",
 		Help: "Results stored in HM_RESULTS."},
 		func() float64 { return float64(pub.Stats.Acked.Load()) })
+	pubCore := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "healthmesh_prober_results_core",
+		Help: "1 when results go out on core NATS (no HM_RESULTS stream: bus.results core), 0 with JetStream."},
+		func() float64 {
+			if pub.Core() {
+				return 1
+			}
+			return 0
+		})
 	reg.MustRegister(m.probes, m.latency, m.lateness, m.overruns, m.queue, m.owned, m.badTargets, m.publishErrors,
-		pubDropped, pubFailed, pubAcked)
+		pubDropped, pubFailed, pubAcked, pubCore)
 	return m
 }
 

@@ -109,6 +109,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("prober: %w", err)
 	}
+	pub.SetCore(layout.Results == nil) // bus.ResultsCore: no results stream
 	m := newMetrics(o.Registry, pub)
 	pinger := probe.NewPinger(probe.PingerOptions{Mode: o.PingMode})
 	defer pinger.Close()
@@ -144,7 +145,12 @@ func Run(ctx context.Context, o Options) error {
 		}, log)
 	})
 	start(w.ownership)
-	log.Info().Str("node", o.Node).Int("concurrency", o.Concurrency).Msg("prober started")
+	start(func(ctx context.Context) {
+		publish.Follow(ctx, js, sp.StreamResults(), pub, publish.FollowEvery, func(core bool) {
+			log.Info().Str("results", resultsMode(core)).Msg("results mode changed")
+		})
+	})
+	log.Info().Str("node", o.Node).Str("results", resultsMode(pub.Core())).Int("concurrency", o.Concurrency).Msg("prober started")
 	<-ctx.Done()
 	cancel()
 	wg.Wait()
@@ -154,6 +160,13 @@ func Run(ctx context.Context, o Options) error {
 	case <-time.After(2 * time.Second):
 	}
 	return nil
+}
+
+func resultsMode(core bool) string {
+	if core {
+		return bus.ResultsCore
+	}
+	return bus.ResultsJetStream
 }
 
 func (w *worker) serveHTTP() (func(), error) {

@@ -3,6 +3,7 @@ package bus_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,6 +68,37 @@ func TestEnsure_creates_layout_idempotently(t *testing.T) {
 	// History is append-only: purge is denied.
 	if err := l.Events.Purge(ctx(t)); err == nil {
 		t.Fatal("purge of HM_EVENTS succeeded; want denied")
+	}
+}
+
+func TestEnsure_results_core_has_no_results_stream(t *testing.T) {
+	s := natstest.RunServer(t)
+	_, js := s.JetStream()
+	sp := subject.Space{}
+	if _, err := bus.Ensure(ctx(t), js, sp, bus.Settings{}); err != nil {
+		t.Fatal(err)
+	}
+	// Switching to core removes the stream left from the jetstream mode.
+	l, err := bus.Ensure(ctx(t), js, sp, bus.Settings{Results: bus.ResultsCore})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Results != nil || l.Events == nil || l.State == nil {
+		t.Fatalf("core layout: results %v, events %v, state %v; want no results stream only", l.Results, l.Events, l.State)
+	}
+	if _, err := js.Stream(ctx(t), sp.StreamResults()); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("HM_RESULTS after Ensure(core): %v, want not found", err)
+	}
+	o, err := bus.Open(ctx(t), js, sp)
+	if err != nil || o.Results != nil {
+		t.Fatalf("Open in core mode: results %v, err %v; want nil, nil", o.Results, err)
+	}
+	// And back: the jetstream mode creates it again.
+	if l, err = bus.Ensure(ctx(t), js, sp, bus.Settings{Results: bus.ResultsJetStream}); err != nil || l.Results == nil {
+		t.Fatalf("Ensure(jetstream) after core: results %v, err %v", l.Results, err)
+	}
+	if _, err := bus.Ensure(ctx(t), js, sp, bus.Settings{Results: "nats"}); err == nil || !strings.Contains(err.Error(), `"nats"`) {
+		t.Fatalf("Ensure with an unknown results mode: %v, want an error naming it", err)
 	}
 }
 

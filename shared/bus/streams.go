@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -15,6 +16,10 @@ import (
 // means its default (see Defaults).
 type Settings struct {
 	Replicas int // 1 on one server, 3 on a cluster
+
+	// Results is how probe results travel: "" or ResultsJetStream (the
+	// HM_RESULTS stream), or ResultsCore (core NATS only, no stream).
+	Results string
 
 	ResultsMaxAge   time.Duration // raw results kept (default 1h)
 	ResultsMaxBytes int64         // cap on raw results (default 1 GiB); oldest discarded
@@ -50,6 +55,25 @@ func (s Settings) Defaults() Settings {
 	def(&s.LeaderTTL, 5*time.Second)
 	return s
 }
+
+// Results modes (Settings.Results).
+//
+// With ResultsJetStream every result is stored in HM_RESULTS: probers publish
+// with acks (back-pressure), the aggregator reads a durable consumer, so a
+// failover loses no result, and the raw results behind a transition can be
+// replayed (hmctl history --results).
+//
+// With ResultsCore there is no HM_RESULTS stream: probers publish on core
+// NATS and the active aggregator subscribes. NATS stores nothing per result,
+// which saves most of its CPU and memory at scale; the price is that the
+// results in flight while the aggregator fails over or restarts are lost
+// (the checkpointed streaks are kept: the next probes continue them) and
+// raw results cannot be replayed. Probers need no setting: they publish to
+// the stream when it exists and on core NATS when it does not.
+const (
+	ResultsJetStream = "jetstream"
+	ResultsCore      = "core"
+)
 
 // StreamConfigs returns the stream definitions for a subject space.
 func StreamConfigs(sp subject.Space, s Settings) (results, events jetstream.StreamConfig) {
@@ -138,7 +162,8 @@ func markerTTL(ttl time.Duration) time.Duration {
 
 // Layout holds handles on the streams and buckets.
 type Layout struct {
-	Space   subject.Space
+	Space subject.Space
+	// Results is nil in the ResultsCore mode (no results stream).
 	Results jetstream.Stream
 	Events  jetstream.Stream
 	Targets jetstream.KeyValue
@@ -151,6 +176,9 @@ type Layout struct {
 // idempotent: every service may call it at start. In a fresh cluster the
 // JetStream meta leader may not be elected yet, so it retries until ctx ends.
 func Ensure(ctx context.Context, js jetstream.JetStream, sp subject.Space, s Settings) (*Layout, error) {
+	if s.Results != "" && s.Results != ResultsJetStream && s.Results != ResultsCore {
+		return nil, fmt.Errorf("bus: results mode %q: want %q or %q", s.Results, ResultsJetStream, ResultsCore)
+	}
 	var l *Layout
 	var err error
 	for {
@@ -174,8 +202,17 @@ func ensureOnce(ctx context.Context, js jetstream.JetStream, sp subject.Space, s
 	l := &Layout{Space: sp}
 	rc, ec := StreamConfigs(sp, s)
 	var err error
-	if l.Results, err = js.CreateOrUpdateStream(ctx, rc); err != nil {
-		return nil, fmt.Errorf("bus: stream %s: %w", rc.Name, err)
+	switch s.Results {
+	case "", ResultsJetStream:
+		if l.Results, err = js.CreateOrUpdateStream(ctx, rc); err != nil {
+			return nil, fmt.Errorf("bus: stream %s: %w", rc.Name, err)
+		}
+	default: // ResultsCore
+		// A stream left from the jetstream mode would keep storing every
+		// result, and probers would keep publishing to it with acks.
+		if err := js.DeleteStream(ctx, rc.Name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return nil, fmt.Errorf("bus: results %s: delete stream %s: %w", ResultsCore, rc.Name, err)
+		}
 	}
 	if l.Events, err = js.CreateOrUpdateStream(ctx, ec); err != nil {
 		return nil, fmt.Errorf("bus: stream %s: %w", ec.Name, err)
@@ -195,11 +232,14 @@ func ensureOnce(ctx context.Context, js jetstream.JetStream, sp subject.Space, s
 }
 
 // Open binds to the existing layout without changing it (for clients such as
-// hmctl with read-only permissions).
+// hmctl with read-only permissions). Results is nil when the results stream
+// does not exist (ResultsCore).
 func Open(ctx context.Context, js jetstream.JetStream, sp subject.Space) (*Layout, error) {
 	l := &Layout{Space: sp}
 	var err error
-	if l.Results, err = js.Stream(ctx, sp.StreamResults()); err != nil {
+	if l.Results, err = js.Stream(ctx, sp.StreamResults()); errors.Is(err, jetstream.ErrStreamNotFound) {
+		l.Results = nil
+	} else if err != nil {
 		return nil, fmt.Errorf("bus: stream %s: %w", sp.StreamResults(), err)
 	}
 	if l.Events, err = js.Stream(ctx, sp.StreamEvents()); err != nil {

@@ -121,6 +121,7 @@ func TestDefaults(t *testing.T) {
 		{"bus.tls", d.Bus.TLS, TLS{}},
 		{"bus.tls.enabled", d.Bus.TLS.Enabled(), false},
 		{"bus.prefix", d.Bus.Prefix, "hm"},
+		{"bus.results", d.Bus.Results, "jetstream"},
 		{"bus.results-max-age", d.Bus.ResultsMaxAge, time.Hour},
 		{"bus.results-max-bytes", d.Bus.ResultsMaxBytes, ByteSize(1 << 30)},
 		{"bus.events-max-age", d.Bus.EventsMaxAge, 720 * time.Hour},
@@ -360,6 +361,17 @@ func TestErrorKinds(t *testing.T) {
 	var verr *ValidationError
 	if !errors.As(err, &verr) || verr.Source != "x" || len(verr.Issues) != 1 {
 		t.Errorf("validation error = %#v", err)
+	}
+}
+
+func TestBusResultsMode(t *testing.T) {
+	cfg, _ := mustParse(t, "bus: {results: core}\n")
+	if cfg.Bus.Results != ResultsCore {
+		t.Errorf("bus.results = %q, want core", cfg.Bus.Results)
+	}
+	_, _, err := Parse([]byte("bus: {results: nats}\n"), "x")
+	if err == nil || !strings.Contains(err.Error(), "bus/results") || !strings.Contains(err.Error(), `"nats"`) {
+		t.Errorf("bus.results: nats gave %v, want an error naming bus/results and the value", err)
 	}
 }
 

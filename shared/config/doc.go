@@ -101,6 +101,9 @@
 //	  creds-file: ""  nkey-file: ""  user: ""  password: ""  token: ""   # at most one way
 //	  tls: {ca-file: "", cert-file: "", key-file: "", insecure-skip-verify: false}
 //	  prefix: hm                     # subject/stream/bucket prefix
+//	  results: jetstream             # or core: results on core NATS only, no HM_RESULTS
+//	                                 # stream (less CPU and memory; no raw-result replay,
+//	                                 # results in flight at a failover are lost)
 //	  results-max-age: 1h            # HM_RESULTS retention
 //	  results-max-bytes: 1GiB        # bytes, or with a unit (KB MB GB KiB MiB GiB …), or unlimited
 //	  events-max-age: 720h           # HM_EVENTS retention (30 days)

@@ -170,6 +170,7 @@ type Bus struct {
 	Token           string        `yaml:"token"`
 	TLS             TLS           `yaml:"tls"`
 	Prefix          string        `yaml:"prefix"`
+	Results         string        `yaml:"results"` // ResultsJetStream (default) or ResultsCore
 	ResultsMaxAge   time.Duration `yaml:"results-max-age"`
 	ResultsMaxBytes ByteSize      `yaml:"results-max-bytes"`
 	EventsMaxAge    time.Duration `yaml:"events-max-age"`
@@ -256,7 +257,13 @@ type Actioner struct {
 // Defaults of healthmesh's own sections. The DPVS defaults are in
 // defaultVA and defaultVS.
 const (
-	DefaultBusURL          = "nats://127.0.0.1:4222"
+	DefaultBusURL = "nats://127.0.0.1:4222"
+	// ResultsJetStream keeps every probe result in HM_RESULTS (acked
+	// publishes, a durable consumer: no result lost on failover, raw
+	// results replayable behind a transition); ResultsCore sends them on
+	// core NATS only (no stream: less CPU and memory, see bus.ResultsCore).
+	ResultsJetStream       = "jetstream"
+	ResultsCore            = "core"
 	DefaultResultsMaxAge   = time.Hour
 	DefaultResultsMaxBytes = ByteSize(1 << 30)
 	DefaultEventsMaxAge    = 720 * time.Hour
@@ -314,6 +321,7 @@ func Default() *Config {
 		VirtualServers:   map[subject.VSID]VSConf{},
 		Bus: Bus{
 			Prefix:          subject.DefaultPrefix,
+			Results:         ResultsJetStream,
 			ResultsMaxAge:   DefaultResultsMaxAge,
 			ResultsMaxBytes: DefaultResultsMaxBytes,
 			EventsMaxAge:    DefaultEventsMaxAge,

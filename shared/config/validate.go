@@ -317,6 +317,9 @@ func (p *parser) checkBus(b Bus) {
 			p.errf(join(keyBus, "prefix"), "%v", err)
 		}
 	}
+	if b.Results != ResultsJetStream && b.Results != ResultsCore {
+		p.errf(join(keyBus, "results"), "must be %q or %q, got %q", ResultsJetStream, ResultsCore, b.Results)
+	}
 	p.positive(join(keyBus, "results-max-age"), b.ResultsMaxAge)
 	p.positive(join(keyBus, "events-max-age"), b.EventsMaxAge)
 	for _, s := range []struct {

@@ -141,6 +141,7 @@ func runPipeline(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	interval := fs.Duration("interval", 3*time.Second, "probe interval of scenarios that name none (timeout: half of it)")
 	roles := fs.String("roles", bench.RolesAllInOne+","+bench.RolesSplit, "role layouts, each scenario runs in each: all-in-one, split")
 	fs.IntVar(&c.Runs, "runs", 1, "runs of each scenario and layout, with fresh processes")
+	fs.StringVar(&c.Results, "results", "jetstream", "the configuration's bus.results: jetstream (HM_RESULTS) or core (core NATS, no stream)")
 	fs.IntVar(&c.Probers, "probers", 2, "split: hm-prober processes (one is killed to measure the reshard)")
 	fs.Float64Var(&c.FailPct, "fail-pct", 1, "percent of the backends failed to measure detection")
 	fs.IntVar(&c.DownRetry, "down-retry", 1, "the configuration's down-retry (failures in a row to drain: down-retry + 1)")

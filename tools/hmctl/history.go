@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -59,9 +60,15 @@ func (c *cli) history(args []string) error {
 	}
 	var rs *resultReader
 	if *withResults {
-		s, err := g.stream(ctx, js, sp.StreamResults())
+		// HM_EVENTS exists (checked above), so a missing results stream
+		// is the core mode, not a missing installation.
+		s, err := js.Stream(ctx, sp.StreamResults())
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("--results: no raw results are kept: stream %s does not exist "+
+				"(the aggregator runs with bus.results: core)", sp.StreamResults())
+		}
 		if err != nil {
-			return err
+			return fmt.Errorf("--results: stream %s: %w", sp.StreamResults(), err)
 		}
 		rs = &resultReader{js: js, stream: s, sp: sp, last: *perObserver}
 	}

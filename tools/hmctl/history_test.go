@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/healthmesh/healthmesh/shared/bus"
 	"github.com/healthmesh/healthmesh/shared/event"
 	"github.com/healthmesh/healthmesh/shared/subject"
 )
@@ -281,4 +282,19 @@ func TestHistoryResults(t *testing.T) {
 			t.Fatalf("exit %d:\n%s%s", r.code, r.stdout, r.stderr)
 		}
 	})
+}
+
+func TestHistoryResultsCoreMode(t *testing.T) {
+	e := newTestEnv(t)
+	if _, err := bus.Ensure(t.Context(), e.js, e.sp, bus.Settings{Results: bus.ResultsCore}); err != nil {
+		t.Fatal(err)
+	}
+	seedTransitions(e)
+	if r := runCLI(e.args("history")...); r.code != 0 || !strings.Contains(r.stdout, "t4") {
+		t.Fatalf("history in core mode: exit %d: %s%s", r.code, r.stdout, r.stderr)
+	}
+	r := runCLI(e.args("history", "--results")...)
+	if r.code == 0 || !strings.Contains(r.stderr, "bus.results: core") {
+		t.Fatalf("history --results in core mode: exit %d, want an error naming bus.results: core: %s", r.code, r.stderr)
+	}
 }

@@ -120,9 +120,10 @@ type engine struct {
 	journal *journal.Journal
 	kv      *asyncKV
 	m       *Metrics
-	cons    *ingest.Consumer
+	cons    ingest.Source
 	// malformedSeen is the consumer's malformed count already reported.
 	malformedSeen uint64
+	droppedSeen   uint64 // likewise, the core subscription's drops
 
 	rev       uint64
 	since     time.Time
@@ -179,11 +180,18 @@ func Run(ctx context.Context, o Options) error {
 		pos.Since = e.now().Add(-time.Minute)
 	}
 	e.seq, e.acked = meta.Seq, meta.Seq
-	cons, err := ingest.Open(ctx, o.Layout.Results, o.Durable, e.sp.ResultsAll(), pos, e.log)
-	if err != nil {
+	mode := bus.ResultsJetStream
+	if o.Layout.Results == nil {
+		// results: core: live results only; the checkpointed streaks carry
+		// over and the next probes continue them.
+		mode = bus.ResultsCore
+		if e.cons, err = ingest.Subscribe(o.JS.Conn(), e.sp.ResultsAll(), e.log); err != nil {
+			return err
+		}
+	} else if e.cons, err = ingest.Open(ctx, o.Layout.Results, o.Durable, e.sp.ResultsAll(), pos, e.log); err != nil {
 		return err
 	}
-	e.cons = cons
+	cons := e.cons
 
 	fctx, fcancel := context.WithCancel(ctx)
 	batches := make(chan ingest.Batch, 2) // closed by the fetcher when it stops
@@ -195,7 +203,7 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}()
 
-	e.log.Info().Uint64("after_seq", meta.Seq).Int("targets", len(e.targets)).Msg("aggregator active")
+	e.log.Info().Str("results", mode).Uint64("after_seq", meta.Seq).Int("targets", len(e.targets)).Msg("aggregator active")
 	checkpoint := time.NewTicker(o.CheckpointEvery)
 	defer checkpoint.Stop()
 	expire := time.NewTicker(o.ExpireEvery)
@@ -266,7 +274,7 @@ func newEngine(o Options) *engine {
 }
 
 // fetch pulls result batches until ctx ends, then closes out.
-func fetch(ctx context.Context, c *ingest.Consumer, max int, out chan<- ingest.Batch, errc chan<- error) {
+func fetch(ctx context.Context, c ingest.Source, max int, out chan<- ingest.Batch, errc chan<- error) {
 	defer close(out)
 	defer c.Close()
 	failures := 0

@@ -65,10 +65,13 @@ type harness struct {
 	seq uint64
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T) *harness { return newHarnessMode(t, bus.ResultsJetStream) }
+
+// newHarnessMode sets the layout up in a bus.results mode.
+func newHarnessMode(t *testing.T, results string) *harness {
 	s := natstest.RunServer(t)
 	_, js := s.JetStream()
-	l, err := bus.Ensure(context.Background(), js, subject.Space{}, bus.Settings{})
+	l, err := bus.Ensure(context.Background(), js, subject.Space{}, bus.Settings{Results: results})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +86,18 @@ func (h *harness) result(tid subject.TargetID, st event.State) {
 	if st == event.Down {
 		r.Reason = event.ReasonL4CON
 	}
-	if _, err := bus.Publish(context.Background(), h.js, h.l.Space.Result(tid, "p1"), r); err != nil {
+	subj := h.l.Space.Result(tid, "p1")
+	if h.l.Results == nil { // results: core
+		b, err := event.Marshal(r)
+		if err == nil {
+			err = h.js.Conn().Publish(subj, b)
+		}
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		return
+	}
+	if _, err := bus.Publish(context.Background(), h.js, subj, r); err != nil {
 		h.t.Fatal(err)
 	}
 }
@@ -214,6 +228,31 @@ func TestEngine_results_in_exact_transitions_out(t *testing.T) {
 	var va event.Transition
 	if err := event.Unmarshal(e.Value(), &va); err != nil || va.To != event.Down || va.Action.Actioner != "Blank" {
 		t.Fatalf("hm_state va: %+v %v", va, err)
+	}
+}
+
+func TestEngine_results_core_mode(t *testing.T) {
+	h := newHarnessMode(t, bus.ResultsCore)
+	h.start(1, engine.Options{})
+	// Core results before the engine subscribed are lost: publish until the
+	// first transition shows the subscription is there.
+	wait.For(t, 10*time.Second, "the first transition", func() bool {
+		h.result(t1, event.Up)
+		return len(h.events()) >= 3
+	})
+	h.result(t2, event.Up)
+	h.result(t2, event.Up)
+	h.secondHalf()
+	same(t, h.waitEvents(len(wantAll)), wantAll)
+	// Garbage on a results subject is counted and dropped, not fatal.
+	if err := h.js.Conn().Publish(h.l.Space.Result(t1, "p1"), []byte("not msgpack")); err != nil {
+		t.Fatal(err)
+	}
+	h.result(t1, event.Up)
+	h.result(t1, event.Up)
+	got := h.waitEvents(len(wantAll) + 1)
+	if got[len(wantAll)] != "backend 127.0.0.11-TCP-8080 down>up" {
+		t.Fatalf("after a malformed result: %v", got[len(wantAll):])
 	}
 }
 

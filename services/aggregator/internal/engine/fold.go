@@ -161,9 +161,14 @@ func (e *engine) fold(ctx context.Context, b ingest.Batch) error {
 	}
 	e.m.results.Add(float64(len(b.Results)))
 	if e.cons != nil {
-		if n := e.cons.Stats.Malformed.Load(); n > e.malformedSeen {
+		c := e.cons.Counts()
+		if n := c.Malformed.Load(); n > e.malformedSeen {
 			e.m.malformed.Add(float64(n - e.malformedSeen))
 			e.malformedSeen = n
+		}
+		if n := c.Dropped.Load(); n > e.droppedSeen {
+			e.m.dropped.Add(float64(n - e.droppedSeen))
+			e.droppedSeen = n
 		}
 	}
 	if b.Last > 0 {

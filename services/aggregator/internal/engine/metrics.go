@@ -16,6 +16,7 @@ type Metrics struct {
 	checkpointWrites  prometheus.Counter
 	restoreSeconds    prometheus.Gauge
 	malformed         prometheus.Counter
+	dropped           prometheus.Counter
 }
 
 // NewMetrics registers the engine's series with reg.
@@ -40,10 +41,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "healthmesh_aggregator_checkpoint_writes_total", Help: "KV writes made by checkpoints."}),
 		malformed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "healthmesh_aggregator_results_malformed_total", Help: "Result messages that could not be decoded (dropped)."}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "healthmesh_aggregator_results_dropped_total", Help: "Results NATS dropped because the aggregator fell behind (results: core only)."}),
 		restoreSeconds: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "healthmesh_aggregator_restore_duration_seconds", Help: "Time the last takeover spent restoring hm_state."}),
 	}
 	reg.MustRegister(m.results, m.unknownTargets, m.transitions, m.publishRetries, m.inventoryErrors,
-		m.targets, m.checkpointSeconds, m.checkpointWrites, m.restoreSeconds, m.malformed)
+		m.targets, m.checkpointSeconds, m.checkpointWrites, m.restoreSeconds, m.malformed, m.dropped)
 	return m
 }

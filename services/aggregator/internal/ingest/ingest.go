@@ -1,5 +1,6 @@
-// Package ingest feeds probe results from HM_RESULTS to the aggregator
-// through a durable pull consumer. Acknowledgement is AckAll and explicit:
+// Package ingest feeds probe results to the aggregator: from HM_RESULTS
+// through a durable pull consumer (Consumer), or from a core NATS
+// subscription in the results: core mode (Core). Acknowledgement is AckAll and explicit:
 // the aggregator acks a stream sequence only once the state reflecting every
 // result up to it is checkpointed in hm_state, so a restart or failover
 // resumes exactly after the checkpoint and loses no result.
@@ -26,6 +27,7 @@ const DefaultDurable = "aggregator"
 type Stats struct {
 	Consumed  atomic.Uint64 // decoded and handed over
 	Malformed atomic.Uint64 // could not be decoded: counted and dropped
+	Dropped   atomic.Uint64 // core mode: dropped by NATS, the engine too slow
 }
 
 // Batch is a run of decoded results in stream order.
@@ -192,10 +194,7 @@ func (c *Consumer) add(b *Batch, m jetstream.Msg) {
 	seq := md.Sequence.Stream
 	b.Last, b.Pending, b.last = seq, md.NumPending, m
 	var r event.ProbeResult
-	if err := event.Unmarshal(m.Data(), &r); err != nil || r.Target == "" || !r.State.Valid() {
-		if err == nil {
-			err = fmt.Errorf("result without target or with state %q", r.State)
-		}
+	if err := decode(m.Data(), &r); err != nil {
 		c.malformed(err)
 		return
 	}
@@ -204,11 +203,31 @@ func (c *Consumer) add(b *Batch, m jetstream.Msg) {
 	c.Stats.Consumed.Add(1)
 }
 
-// malformed counts a bad message and logs at most once per 10 s.
+// Counts implements Source.
+func (c *Consumer) Counts() *Stats { return &c.Stats }
+
 func (c *Consumer) malformed(err error) {
-	c.Stats.Malformed.Add(1)
-	if now := time.Now(); now.Sub(c.lastMalformedLog) > 10*time.Second {
-		c.lastMalformedLog = now
-		c.log.Warn().Err(err).Uint64("malformed_total", c.Stats.Malformed.Load()).Msg("malformed probe result dropped")
+	c.lastMalformedLog = malformed(&c.Stats, c.log, c.lastMalformedLog, err)
+}
+
+// decode decodes one result and checks the fields the engine relies on.
+func decode(data []byte, r *event.ProbeResult) error {
+	if err := event.Unmarshal(data, r); err != nil {
+		return err
 	}
+	if r.Target == "" || !r.State.Valid() {
+		return fmt.Errorf("result without target or with state %q", r.State)
+	}
+	return nil
+}
+
+// malformed counts a bad message and logs at most once per 10 s (since
+// last); it returns when it last logged.
+func malformed(s *Stats, log zerolog.Logger, last time.Time, err error) time.Time {
+	s.Malformed.Add(1)
+	if now := time.Now(); now.Sub(last) > 10*time.Second {
+		log.Warn().Err(err).Uint64("malformed_total", s.Malformed.Load()).Msg("malformed probe result dropped")
+		return now
+	}
+	return last
 }

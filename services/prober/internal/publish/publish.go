@@ -1,11 +1,15 @@
 // Package publish sends probe results to HM_RESULTS with asynchronous
 // JetStream publishes. A full in-flight window is back-pressure: the result is
 // dropped and counted (the next probe supersedes it), never a crash or a block
-// of the scheduler.
+// of the scheduler. When the results stream does not exist (the results: core
+// mode, bus.ResultsCore) results go out on core NATS instead; Follow keeps
+// the publisher in the mode the stream's existence says.
 package publish
 
 import (
+	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -17,15 +21,18 @@ import (
 
 // Stats are the publisher's counters.
 type Stats struct {
-	Published atomic.Uint64 // handed to JetStream
+	Published atomic.Uint64 // handed to JetStream (or core NATS)
 	Acked     atomic.Uint64 // stored
-	Dropped   atomic.Uint64 // back-pressure: in-flight window full
+	Dropped   atomic.Uint64 // back-pressure: in-flight window (or reconnect buffer) full
 	Failed    atomic.Uint64 // publish or ack errors
 }
 
 // Publisher publishes results for one observer.
 type Publisher struct {
+	nc       *nats.Conn
 	js       jetstream.JetStream
+	core     atomic.Bool // publish on core NATS (no results stream)
+	bufs     sync.Pool   // core mode: the client copies the data, so buffers are reused
 	observer string
 	node     string
 	seq      atomic.Uint64
@@ -40,7 +47,7 @@ func New(nc *nats.Conn, observer, node string, maxPending int) (*Publisher, erro
 		maxPending = 4000
 	}
 	// A short stall absorbs bursts without holding a probe worker long.
-	p := &Publisher{observer: observer, node: node, stall: jetstream.WithStallWait(20 * time.Millisecond)}
+	p := &Publisher{nc: nc, observer: observer, node: node, stall: jetstream.WithStallWait(20 * time.Millisecond)}
 	js, err := jetstream.New(nc,
 		jetstream.WithPublishAsyncMaxPending(maxPending),
 		jetstream.WithPublishAsyncErrHandler(func(jetstream.JetStream, *nats.Msg, error) { p.Stats.Failed.Add(1) }),
@@ -60,6 +67,9 @@ func (p *Publisher) Publish(subj string, r *event.ProbeResult) error {
 	r.Observer = p.observer
 	r.Node = p.node
 	r.Seq = p.seq.Add(1)
+	if p.core.Load() {
+		return p.publishCore(subj, r)
+	}
 	// 160 bytes hold a typical result; a fresh buffer per message because
 	// the client keeps the message until its ack.
 	data := appendResult(make([]byte, 0, 160), r)
@@ -76,12 +86,90 @@ func (p *Publisher) Publish(subj string, r *event.ProbeResult) error {
 	return nil
 }
 
+func (p *Publisher) publishCore(subj string, r *event.ProbeResult) error {
+	bp, _ := p.bufs.Get().(*[]byte)
+	if bp == nil {
+		b := make([]byte, 0, 160)
+		bp = &b
+	}
+	data := appendResult((*bp)[:0], r)
+	err := p.nc.PublishMsg(&nats.Msg{Subject: subj, Data: data, Header: r.Header()})
+	*bp = data
+	p.bufs.Put(bp)
+	switch {
+	case errors.Is(err, nats.ErrReconnectBufExceeded):
+		p.Stats.Dropped.Add(1)
+		return ErrBackPressure
+	case err != nil:
+		p.Stats.Failed.Add(1)
+		return err
+	}
+	p.Stats.Published.Add(1)
+	return nil
+}
+
+// SetCore switches between JetStream (false) and core NATS (true).
+func (p *Publisher) SetCore(core bool) { p.core.Store(core) }
+
+// Core reports whether results go out on core NATS.
+func (p *Publisher) Core() bool { return p.core.Load() }
+
 // Pending is the number of results awaiting an ack.
 func (p *Publisher) Pending() int { return p.js.PublishAsyncPending() }
 
-// Complete is closed when every pending publish has been acked (for a
-// draining shutdown).
-func (p *Publisher) Complete() <-chan struct{} { return p.js.PublishAsyncComplete() }
+// Complete is closed when every pending publish has been acked and what was
+// sent on core NATS is flushed (for a draining shutdown).
+func (p *Publisher) Complete() <-chan struct{} {
+	if !p.core.Load() {
+		return p.js.PublishAsyncComplete()
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = p.nc.FlushTimeout(2 * time.Second)
+		<-p.js.PublishAsyncComplete()
+	}()
+	return done
+}
+
+// FollowEvery is how often Follow checks whether the results stream exists.
+const FollowEvery = 10 * time.Second
+
+// Follow puts p in the mode the results stream's existence says (JetStream
+// when it exists, core NATS when it does not), now and every `every` until
+// ctx ends, so that probers follow the aggregator's bus.results setting
+// without one of their own. onChange, if set, is called on every switch.
+func Follow(ctx context.Context, js jetstream.JetStream, stream string, p *Publisher, every time.Duration, onChange func(core bool)) {
+	check := func() {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_, err := js.Stream(cctx, stream)
+		var core bool
+		switch {
+		case err == nil:
+		case errors.Is(err, jetstream.ErrStreamNotFound):
+			core = true
+		default:
+			return // unknown (NATS unreachable): keep the mode
+		}
+		if core != p.Core() {
+			p.SetCore(core)
+			if onChange != nil {
+				onChange(core)
+			}
+		}
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		check()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
 
 // ErrBackPressure means the in-flight window was full and the result dropped.
 var ErrBackPressure = errors.New("publish: back-pressure, result dropped")

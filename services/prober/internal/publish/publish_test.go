@@ -2,6 +2,8 @@ package publish_test
 
 import (
 	"context"
+	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -66,4 +68,77 @@ func TestPublish_without_stream_counts_failures(t *testing.T) {
 		_ = p.Publish("hm.result.0.x.p1", &event.ProbeResult{State: event.Down})
 	}
 	wait.For(t, 5*time.Second, "failures counted", func() bool { return p.Stats.Failed.Load() == 10 })
+}
+
+func TestPublish_core_mode_sends_on_core_NATS(t *testing.T) {
+	s := natstest.RunServer(t)
+	nc := s.Connect()
+	sub, err := s.Connect().SubscribeSync("hm.result.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := publish.New(nc, "p1", "n1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.SetCore(true)
+	const n = 200
+	for i := 0; i < n; i++ {
+		r := &event.ProbeResult{Target: fmt.Sprintf("t%d", i), State: event.Up, Reason: event.ReasonL4OK}
+		if err := p.Publish("hm.result.0.t.p1", r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-p.Complete()
+	// Each message has its own content although the buffers are reused.
+	for i := 0; i < n; i++ {
+		m, err := sub.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("result %d: %v", i, err)
+		}
+		var got event.ProbeResult
+		if err := event.Unmarshal(m.Data, &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Target != fmt.Sprintf("t%d", i) || got.Seq != uint64(i+1) || m.Header.Get(event.HdrState) != "up" {
+			t.Fatalf("result %d = %+v, headers %v", i, got, m.Header)
+		}
+	}
+	if p.Stats.Published.Load() != n || p.Stats.Failed.Load() != 0 {
+		t.Fatalf("published %d failed %d", p.Stats.Published.Load(), p.Stats.Failed.Load())
+	}
+}
+
+func TestFollow_switches_with_the_results_stream(t *testing.T) {
+	s := natstest.RunServer(t)
+	nc, js := s.JetStream()
+	sp := subject.Space{}
+	if _, err := bus.Ensure(context.Background(), js, sp, bus.Settings{}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := publish.New(nc, "p1", "n1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.SetCore(true) // wrong on purpose: Follow corrects it
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	var switches atomic.Int32
+	go func() {
+		defer close(done)
+		publish.Follow(ctx, js, sp.StreamResults(), p, 20*time.Millisecond, func(bool) { switches.Add(1) })
+	}()
+	defer func() { cancel(); <-done }()
+	wait.For(t, 5*time.Second, "jetstream mode (the stream exists)", func() bool { return !p.Core() })
+	if _, err := bus.Ensure(context.Background(), js, sp, bus.Settings{Results: bus.ResultsCore}); err != nil {
+		t.Fatal(err)
+	}
+	wait.For(t, 5*time.Second, "core mode (the stream is gone)", func() bool { return p.Core() })
+	if _, err := bus.Ensure(context.Background(), js, sp, bus.Settings{}); err != nil {
+		t.Fatal(err)
+	}
+	wait.For(t, 5*time.Second, "jetstream mode again", func() bool { return !p.Core() })
+	if n := switches.Load(); n != 3 {
+		t.Fatalf("%d mode switches reported, want 3", n)
+	}
 }

@@ -63,6 +63,7 @@ type PipelineConfig struct {
 	Bin          string        // directory of the binaries
 	Scenarios    []Scenario    // tcp or http; run in order
 	Roles        []string      // RolesAllInOne and/or RolesSplit; every scenario runs in each
+	Results      string        // the configuration's bus.results: "jetstream" (default) or "core"
 	Runs         int           // runs of each, with fresh processes (default 1)
 	Probers      int           // split: hm-prober processes (default 2)
 	FailPct      float64       // percent of backends failed to measure detection (default 1)
@@ -93,6 +94,13 @@ func (c *PipelineConfig) defaults() error {
 	}
 	if len(c.Roles) == 0 {
 		c.Roles = []string{RolesAllInOne}
+	}
+	switch c.Results {
+	case "":
+		c.Results = "jetstream"
+	case "jetstream", "core":
+	default:
+		return fmt.Errorf("bench: results %q: want jetstream or core", c.Results)
 	}
 	if len(c.Scenarios) == 0 {
 		return fmt.Errorf("bench: %w: none given", ErrScenario)
@@ -130,6 +138,7 @@ func (c *PipelineConfig) defaults() error {
 type PipelineResult struct {
 	Scenario   string     `json:"scenario"`
 	Roles      string     `json:"roles"`
+	Results    string     `json:"results"` // bus.results: jetstream or core
 	Method     string     `json:"method"`
 	Targets    int        `json:"targets"`
 	Interval   string     `json:"interval"`
@@ -254,7 +263,7 @@ func runPipeline(ctx context.Context, c *PipelineConfig, s Scenario, roles strin
 		dir:    filepath.Join(base, fmt.Sprintf("%s-%d-%s-%s-%d", s.Method, s.Targets, s.Interval, roles, run)),
 		client: &http.Client{Transport: &http.Transport{}, Timeout: time.Minute}}
 	defer p.client.CloseIdleConnections()
-	res := PipelineResult{Scenario: s.Name(), Roles: roles, Method: s.Method, Targets: s.Targets,
+	res := PipelineResult{Scenario: s.Name(), Roles: roles, Results: c.Results, Method: s.Method, Targets: s.Targets,
 		Interval: s.Interval.String(), DownRetry: c.DownRetry, Run: run, LoadBefore: loadAvg(), Netns: c.Netns,
 		Profiled: c.ProfileDir != "", Scheduled: float64(s.Targets) / s.Interval.Seconds()}
 	if err := os.MkdirAll(p.dir, 0o755); err != nil {
@@ -371,7 +380,9 @@ global:
     actioner: BackendUpdate
 dpvs-agent:
   addr: %s
-`, p.s.Name(), method, params, p.s.Interval, p.s.Timeout, p.c.DownRetry, p.agentAd)
+bus:
+  results: %s
+`, p.s.Name(), method, params, p.s.Interval, p.s.Timeout, p.c.DownRetry, p.agentAd, p.c.Results)
 }
 
 // startAgent starts dpvs-agent-emu, empty, on a random port.

@@ -64,7 +64,7 @@ func WritePipelineTable(w io.Writer, rs []PipelineResult) error {
 		}
 		d := r.Detection
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%.2f\t%.1f\t%.0f\t%.0f\t%.2f\t%.1f\t%.4f\t%.2f\t%.0f\t%d\t%d\t%s\t%s\t%.0f/%.0f\t%s\t%s\t\n",
-			r.Scenario, r.Roles, r.Run, r.LoadBefore[0], r.StartupS, r.Scheduled, r.Achieved, r.OnTimePct, r.P99LateMs,
+			r.Scenario, r.layout(), r.Run, r.LoadBefore[0], r.StartupS, r.Scheduled, r.Achieved, r.OnTimePct, r.P99LateMs,
 			r.Total.CPUPer1000, r.Total.PerTargetKiB, mib(r.Total.RSSEnd), d.Failed, d.Applied,
 			triple(d.Latency), triple(d.Floor), d.Over.P99, d.Over.Max, reshard, verdict)
 	}
@@ -86,7 +86,7 @@ func WritePipelineTable(w io.Writer, rs []PipelineResult) error {
 				kib = fmt.Sprintf("%.2f", p.PerTargetKiB)
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%.4f\t%.4f\t%s\t%.1f\t%.1f\t%d\t\n",
-				r.Scenario, r.Roles, r.Run, name, p.CPUPer1000, p.SysPer1000, kib, mib(p.RSSEnd), mib(p.HWM), p.MaxFDs)
+				r.Scenario, r.layout(), r.Run, name, p.CPUPer1000, p.SysPer1000, kib, mib(p.RSSEnd), mib(p.HWM), p.MaxFDs)
 		}
 		for _, role := range roles {
 			line(role, r.PerRole[role], true)
@@ -110,4 +110,12 @@ func triple(d Dist) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.0f/%.0f/%.0f", d.P50, d.P99, d.Max)
+}
+
+// layout names the role layout and, when not the default, the results mode.
+func (r PipelineResult) layout() string {
+	if r.Results == "core" {
+		return r.Roles + "/core"
+	}
+	return r.Roles
 }
