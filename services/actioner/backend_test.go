@@ -483,3 +483,24 @@ func TestRun_recovers_its_consumer(t *testing.T) {
 		})
 	}
 }
+
+// A first "up" that DPVS listed already (Listed) costs no dpvs-agent call;
+// the next transition of the backend is applied as usual.
+func TestRun_listed_first_up_makes_no_call(t *testing.T) {
+	e := newEnv(t, 2)
+	res := e.results()
+	r := e.start(e.options())
+	listed := backendEvent(0, event.Up, 1, e.version(), backendUpdate)
+	listed.Apply.Listed = true
+	e.publish(listed)
+	wait.For(t, 30*time.Second, "the listed event skipped", func() bool {
+		return r.metric(t, `healthmesh_actioner_events_skipped_total{reason="listed"}`) == 1
+	})
+	e.publish(backendEvent(0, event.Down, 2, e.version(), backendUpdate))
+	wait.For(t, 30*time.Second, "one APPLY result", func() bool { return res.count(isOp("APPLY", true)) == 1 })
+	e.settled()
+	calls := e.healthCalls()
+	if len(calls) != 1 || len(calls[0].Items) != 1 || !calls[0].Items[0].Inhibited {
+		t.Fatalf("health calls = %+v, want only the drain of the down event", calls)
+	}
+}

@@ -68,6 +68,8 @@ type BackendApply struct {
 	UserWeight uint16 `msgpack:"uw"`            // the weight configured by the user
 	Inhibited  bool   `msgpack:"inh"`           // inhibited flag to set
 	Version    string `msgpack:"ver,omitempty"` // dpvs-agent VS version the decision was made against
+	// Listed: the dpvs-agent listing the decision was made against shows the backend with this inhibited flag already, and nothing was applied to it before: the actioner records it without a call (its resync still compares with DPVS).
+	Listed bool `msgpack:"listed,omitempty"`
 }
 
 // Transition is a change of state of a backend, VS or VA, published on

@@ -44,7 +44,7 @@ func TestAllInOne(t *testing.T) {
 		"-data-dir", filepath.Join(l.dir, "data"), "-nats-addr", "127.0.0.1:0", "-metric-server-addr", "127.0.0.1:0",
 		"-node", "e2e", "-log-format", "json"}
 	hm, ready := startHealthmesh(t, "healthmesh", args)
-	l.waitApplied(t)
+	l.waitApplied(t, ready.NATSURL)
 	web1, web2, ssh1 := l.backends["web1"], l.backends["web2"], l.backends["ssh1"]
 
 	steps := []struct {

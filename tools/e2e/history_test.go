@@ -61,6 +61,15 @@ func (r histRec) tr() tr {
 // hmctl runs hmctl against the bus at natsURL and returns its stdout.
 func hmctl(t *testing.T, natsURL string, args ...string) string {
 	t.Helper()
+	out, err := tryHmctl(t, natsURL, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// tryHmctl is hmctl returning its failure.
+func tryHmctl(t *testing.T, natsURL string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin(t, "hmctl"), append(args, "-nats-url", natsURL)...)
@@ -68,24 +77,37 @@ func hmctl(t *testing.T, natsURL string, args ...string) string {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("hmctl %s: %v\n%s", strings.Join(args, " "), err, stderr.Bytes())
+		return "", fmt.Errorf("hmctl %s: %v\n%s", strings.Join(args, " "), err, stderr.Bytes())
 	}
-	return stdout.String()
+	return stdout.String(), nil
 }
 
 // history is `hmctl history --json`: every transition, oldest first.
 func history(t *testing.T, natsURL string) []histRec {
 	t.Helper()
+	recs, err := tryHistory(t, natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
+}
+
+// tryHistory is history returning its failure (before the streams exist).
+func tryHistory(t *testing.T, natsURL string) ([]histRec, error) {
+	out, err := tryHmctl(t, natsURL, "history", "--json", "--since", "1h")
+	if err != nil {
+		return nil, err
+	}
 	var recs []histRec
-	for _, line := range lines(hmctl(t, natsURL, "history", "--json", "--since", "1h")) {
+	for _, line := range lines(out) {
 		var r histRec
 		if err := json.Unmarshal([]byte(line), &r); err != nil {
-			t.Fatalf("hmctl history --json: %v in %s", err, line)
+			return nil, fmt.Errorf("hmctl history --json: %v in %s", err, line)
 		}
 		r.line = line
 		recs = append(recs, r)
 	}
-	return recs
+	return recs, nil
 }
 
 // lines are the non-empty lines of s.

@@ -286,19 +286,29 @@ func (l *lab) expectDetected(t *testing.T, b *backend, up bool, changed time.Tim
 	}
 }
 
-// waitApplied waits until every backend's health has been applied once
-// with its user weight and both VIPs are announced: the start-up phase is
-// over.
-func (l *lab) waitApplied(t *testing.T) {
+// waitApplied waits until every backend is judged up and both VIPs are
+// announced: the start-up phase is over. The emulator is seeded serving
+// every backend with its user weight, so those first "up"s cost no
+// dpvs-agent call (BackendApply.Listed), which it checks too.
+func (l *lab) waitApplied(t *testing.T, natsURL string) {
 	t.Helper()
-	wait.For(t, settle, "every backend applied up with its user weight", func() bool {
-		for _, b := range l.backends {
-			st := l.backendState(t, b)
-			if st.HealthUpdates == 0 || st.Weight != b.weight || st.Inhibited {
-				return false
+	wait.Check(t, settle, 250*time.Millisecond, "every backend judged up", func() error {
+		recs, err := tryHistory(t, natsURL)
+		if err != nil {
+			return err
+		}
+		up := map[string]bool{}
+		for _, r := range recs {
+			if r.Event.Kind == event.KindBackend && r.Event.To == event.Up {
+				up[r.Event.Object] = true
 			}
 		}
-		return true
+		for _, b := range l.sorted() {
+			if !up[b.id.String()] {
+				return fmt.Errorf("%s has no transition to up yet", b.name)
+			}
+		}
+		return nil
 	})
 	wait.For(t, settle, fmt.Sprintf("%s on %s", vip1, dpvsIfname), func() bool { return l.vipOnDevice(t, vip1) })
 	if l.netns == "" {
@@ -306,6 +316,13 @@ func (l *lab) waitApplied(t *testing.T) {
 	} else {
 		wait.For(t, settle, fmt.Sprintf("%s on %s in netns %s", vip2, nsIfname, l.netns),
 			func() bool { return nsHasAddr(t, l.netns, vip2) })
+	}
+	// The VAs' actions came after the backends' events: those are taken in.
+	for _, b := range l.sorted() {
+		if st := l.backendState(t, b); st.Weight != b.weight || st.Inhibited || st.HealthUpdates != 0 {
+			t.Errorf("%s at start: weight %d inhibited %v, %d health updates; want %d, false and no call (DPVS serves it already)",
+				b.name, st.Weight, st.Inhibited, st.HealthUpdates, b.weight)
+		}
 	}
 	var start []tr
 	for _, b := range l.sorted() {

@@ -30,7 +30,7 @@ func TestSeparateRoles(t *testing.T) {
 	}
 	start(t, "hm-actioner", bin(t, "hm-actioner"), append([]string{"-node", "lb1", "-dpvs-agent-addr", l.agent,
 		"-metric-server-addr", ""}, common...)...)
-	l.waitApplied(t)
+	l.waitApplied(t, url)
 	web1 := l.backends["web1"]
 	b := dial(t, url)
 

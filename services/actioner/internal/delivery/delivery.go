@@ -373,7 +373,14 @@ func (d *deliverer) plan(latest map[string]*item, p *pending) ([]executor.Job, [
 		switch it.id.Kind {
 		case event.KindBackend:
 			if t.Apply == nil || t.Action == nil {
-				d.noop(p, it)
+				d.noop(p, it, metrics.SkipNoop)
+				continue
+			}
+			if t.Apply.Listed {
+				// DPVS listed it so already (a healthy backend's first up):
+				// a call would change nothing. The resync still compares it
+				// with dpvs-agent every action-sync-time.
+				d.noop(p, it, metrics.SkipListed)
 				continue
 			}
 			gk := it.id.VS.Token() + "\x00" + executor.SpecKey(*t.Action)
@@ -400,7 +407,7 @@ func (d *deliverer) plan(latest map[string]*item, p *pending) ([]executor.Job, [
 		case event.KindVA:
 			op, ok := vaOp(t.To)
 			if !ok || t.Action == nil {
-				d.noop(p, it)
+				d.noop(p, it, metrics.SkipNoop)
 				continue
 			}
 			jobs = append(jobs, executor.Job{
@@ -419,9 +426,10 @@ func (d *deliverer) plan(latest map[string]*item, p *pending) ([]executor.Job, [
 }
 
 // noop acknowledges an event that asks for nothing to be applied (a
-// backend gone Unknown, a VA with no actioner) and records it as done.
-func (d *deliverer) noop(p *pending, it *item) {
-	d.cfg.Metrics.Skipped.WithLabelValues(metrics.SkipNoop).Inc()
+// backend gone Unknown, a VA with no actioner, what DPVS already has) and
+// records it as done.
+func (d *deliverer) noop(p *pending, it *item, why string) {
+	d.cfg.Metrics.Skipped.WithLabelValues(why).Inc()
 	d.cfg.Ledger.Record(it.key, it.tr.Gen, nil, false)
 	p.ack(it.idx)
 }

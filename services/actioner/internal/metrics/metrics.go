@@ -19,6 +19,7 @@ const (
 	SkipMalformed  = "malformed"  // did not decode, or its subject is not a transition's
 	SkipInvalid    = "invalid"    // decoded, but names nothing that can be acted on
 	SkipNoop       = "noop"       // asks for nothing (to unknown, no apply, no actioner)
+	SkipListed     = "listed"     // DPVS already had it when decided (BackendApply.Listed)
 )
 
 // Metrics are the actioner's collectors.

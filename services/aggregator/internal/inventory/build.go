@@ -82,7 +82,7 @@ func Build(cfg *config.Config, agent []dpvsagent.VirtualServer) (engine.Desired,
 			}
 			src.backends = append(src.backends, topology.BackendSpec{
 				ID: subject.BackendID{Addr: a.Unmap(), Proto: id.Proto, Port: rs.Port}, Weight: rs.Weight,
-				Inhibited: rs.IsInhibited(), Version: v.Version})
+				Inhibited: rs.IsInhibited(), Version: v.Version, Listed: true})
 		}
 		byID[id] = src
 	}

@@ -137,6 +137,9 @@ func show(es []Event) []string {
 				} else {
 					s += fmt.Sprintf(" w=%d", a.Weight)
 				}
+				if a.Listed {
+					s += " listed"
+				}
 			}
 			if e.Paused {
 				s += " paused"

@@ -143,6 +143,9 @@ type BackendSpec struct {
 	Weight    uint16 // user weight
 	Inhibited bool   // what DPVS has now
 	Version   string // dpvs-agent version of the VS
+	// Listed: Inhibited comes from a dpvs-agent listing (not a static
+	// service, whose state in DPVS is not known).
+	Listed bool
 }
 
 // Guards limit how much of a VS automatic drains may take out. Zero is off.

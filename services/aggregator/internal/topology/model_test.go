@@ -398,6 +398,39 @@ func TestWeights(t *testing.T) {
 	}
 }
 
+// TestListed: a backend's first decision is marked Listed when the
+// dpvs-agent listing already shows it that way, so the actioner makes no
+// call; a later change, a static backend and a listing that differs are not.
+func TestListed(t *testing.T) {
+	listed := func(b BackendSpec) BackendSpec { b.Listed = true; return b }
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"first_up_of_a_serving_backend", []step{
+			do(setInv(inv(vs(vs1, listed(be(b1, "t1")))))),
+			do(tv("t1", up), bev(vs1, b1, "unknown>up", "L4OK w=100 listed"), vsev(vs1, "unknown>up"), vaev(vip1, "unknown>up")),
+			do(tv("t1", down), bev(vs1, b1, "up>down", "L4CON drain"), vsev(vs1, "up>down"), vaev(vip1, "up>down")),
+			do(tv("t1", up), bev(vs1, b1, "down>up", "L4OK w=100"), vsev(vs1, "down>up"), vaev(vip1, "down>up")),
+		}},
+		{"first_down_of_an_inhibited_backend", []step{
+			do(setInv(inv(vs(vs1, listed(inhibited(be(b1, "t1"))))))),
+			do(tv("t1", down), bev(vs1, b1, "unknown>down", "L4CON drain listed"), vsev(vs1, "unknown>down"), vaev(vip1, "unknown>down")),
+		}},
+		{"listing_differs", []step{
+			do(setInv(inv(vs(vs1, listed(inhibited(be(b1, "t1"))))))),
+			do(tv("t1", up), bev(vs1, b1, "unknown>up", "L4OK w=100"), vsev(vs1, "unknown>up"), vaev(vip1, "unknown>up")),
+		}},
+		{"static_backend", []step{
+			do(setInv(inv(vs(vs1, be(b1, "t1"))))),
+			do(tv("t1", up), bev(vs1, b1, "unknown>up", "L4OK w=100"), vsev(vs1, "unknown>up"), vaev(vip1, "unknown>up")),
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { run(t, New(), tt.steps) })
+	}
+}
+
 func TestSetInventoryRejects(t *testing.T) {
 	tests := []struct {
 		name string

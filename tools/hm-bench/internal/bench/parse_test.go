@@ -110,6 +110,12 @@ func TestScrapeParsing(t *testing.T) {
 	if got := sc.Sum("absent_total"); got != 0 {
 		t.Fatalf("absent = %v, want 0", got)
 	}
+	if got := sc.SumWhere(metricProbes, map[string]string{"method": "tcp", "reason": "L4CON"}); got != 100 {
+		t.Fatalf("tcp L4CON probes = %v, want 100", got)
+	}
+	if got := sc.SumWhere(metricProbes, map[string]string{"method": "http"}); got != 0 {
+		t.Fatalf("http probes = %v, want 0", got)
+	}
 	if got := sc.ByLabel(metricProbes, "reason"); got["L4OK"] != 900 || got["L4CON"] != 100 {
 		t.Fatalf("by reason = %v", got)
 	}

@@ -70,7 +70,7 @@ type PipelineConfig struct {
 	DownRetry    int           // the configuration's down-retry (default 1, DPVS's)
 	ListInterval time.Duration // -dpvs-service-list-interval (default 5s)
 	Settle       time.Duration // idle before the 0-backend memory baseline (default 3s)
-	Warmup       time.Duration // after every backend is applied up, before measuring (default 10s)
+	Warmup       time.Duration // after every backend is judged up and taken in, before measuring (default 10s)
 	Duration     time.Duration // the measured window (default 30s)
 	Dir          string        // run directories go here; "" = a temp dir removed at the end
 	ProfileDir   string        // "" = none; else CPU profiles of the probing process(es)
@@ -149,7 +149,7 @@ type PipelineResult struct {
 	LoadAfter  [3]float64 `json:"load_after"`
 	Netns      bool       `json:"netns"`
 	Profiled   bool       `json:"profiled"`
-	StartupS   float64    `json:"startup_s"` // from seeding the emulator to every backend applied up
+	StartupS   float64    `json:"startup_s"` // from seeding the emulator to every backend judged up and taken in
 
 	Scheduled float64 `json:"probes_per_s_scheduled"` // targets / interval
 	Achieved  float64 `json:"probes_per_s_achieved"`  // probes done / window
@@ -249,6 +249,7 @@ type pipe struct {
 	roleProcs map[string][]*proc // role → its processes (prober: several)
 	probers   []*endpoint        // where prober metrics are read
 	agg       *endpoint          // where aggregator metrics are read
+	act       *endpoint          // where actioner metrics are read
 }
 
 // endpoint is a process with a metrics page.
@@ -328,7 +329,7 @@ func runPipeline(ctx context.Context, c *PipelineConfig, s Scenario, roles strin
 		return res, err
 	}
 	res.StartupS = time.Since(seeded).Seconds()
-	fmt.Fprintf(c.Progress, "   every backend applied up after %.1fs; warming up %v\n", res.StartupS, c.Warmup)
+	fmt.Fprintf(c.Progress, "   every backend judged up and taken in after %.1fs; warming up %v\n", res.StartupS, c.Warmup)
 	if err := idle(ctx, c.Warmup); err != nil {
 		return res, err
 	}
@@ -468,7 +469,7 @@ func (p *pipe) startAllInOne(ctx context.Context, conf string) error {
 		return err
 	}
 	e := &endpoint{p: hm, url: "http://" + addr + "/metrics", debug: "http://" + addr + "/debug/pprof/"}
-	p.probers, p.agg = []*endpoint{e}, e
+	p.probers, p.agg, p.act = []*endpoint{e}, e, e
 	return nil
 }
 
@@ -490,7 +491,7 @@ func (p *pipe) startSplit(ctx context.Context, conf string) error {
 		return err
 	}
 	p.agg = agg
-	if _, err := p.startRole(ctx, "actioner", binActioner, "actioner ready",
+	if p.act, err = p.startRole(ctx, "actioner", binActioner, "actioner ready",
 		"-nats-url", p.natsURL, "-node", "hm-bench", "-dpvs-agent-addr", p.agentAd, "-metric-server-addr", "127.0.0.1:0"); err != nil {
 		return err
 	}
@@ -587,17 +588,32 @@ func (p *pipe) seed(ctx context.Context) error {
 	return p.post(ctx, "http://"+p.agentAd+"/_emu/seed", string(body), http.StatusOK, http.StatusNoContent)
 }
 
-// waitApplied waits until every backend has had a health update leaving it
-// up with its weight, and the probers own every target.
+// waitApplied waits until the probers own every target, the aggregator
+// has judged every backend up, the actioner has taken in every backend
+// transition, and DPVS serves every backend with its weight. (The
+// emulator is seeded serving, so the first "up"s are Listed: no call.)
 func (p *pipe) waitApplied(ctx context.Context) error {
 	timeout := 2*time.Minute + time.Duration(p.s.Targets/1000)*5*time.Second
-	return waitEvery(ctx, time.Second, timeout, fmt.Sprintf("all %d backends applied up and owned", p.s.Targets), func() (bool, error) {
+	return waitEvery(ctx, time.Second, timeout, fmt.Sprintf("all %d backends judged up, taken in and owned", p.s.Targets), func() (bool, error) {
 		if err := p.checkAlive(); err != nil {
 			return false, err
 		}
 		owned, err := p.owned(ctx)
 		if err != nil || owned != p.s.Targets {
 			return false, err
+		}
+		agg, err := scrape(ctx, p.client, p.agg.url)
+		if err != nil {
+			return false, err
+		}
+		act, err := scrape(ctx, p.client, p.act.url)
+		if err != nil {
+			return false, err
+		}
+		ups := agg.SumWhere(metricTransitions, map[string]string{"kind": "backend", "to": "up"})
+		all := agg.SumWhere(metricTransitions, map[string]string{"kind": "backend"})
+		if int(ups) < p.s.Targets || act.SumWhere(metricActEvents, map[string]string{"kind": "backend"}) < all {
+			return false, nil
 		}
 		st, err := p.agentState(ctx)
 		if err != nil {
@@ -606,7 +622,7 @@ func (p *pipe) waitApplied(ctx context.Context) error {
 		up := 0
 		for _, svc := range st.Services {
 			for _, b := range svc.Backends {
-				if b.HealthUpdates > 0 && !b.Inhibited && b.Weight == b.UserWeight {
+				if !b.Inhibited && b.Weight == b.UserWeight {
 					up++
 				}
 			}

@@ -25,6 +25,7 @@ const (
 	metricFailed   = "healthmesh_prober_results_failed_total"
 
 	metricTransitions = "healthmesh_aggregator_transitions_total"
+	metricActEvents   = "healthmesh_actioner_events_consumed_total"
 )
 
 // Scrape is one read of a /metrics page.
@@ -59,16 +60,21 @@ func parseScrape(r io.Reader) (Scrape, error) {
 }
 
 // Sum adds the values of every series of a counter or gauge (0 when absent).
-func (s Scrape) Sum(name string) float64 {
+func (s Scrape) Sum(name string) float64 { return s.SumWhere(name, nil) }
+
+// SumWhere adds the values of the series of a counter or gauge whose labels
+// include every pair of want.
+func (s Scrape) SumWhere(name string, want map[string]string) float64 {
 	var v float64
 	for _, m := range s[name].GetMetric() {
-		switch {
-		case m.Counter != nil:
-			v += m.Counter.GetValue()
-		case m.Gauge != nil:
-			v += m.Gauge.GetValue()
-		case m.Untyped != nil:
-			v += m.Untyped.GetValue()
+		n := 0
+		for _, lp := range m.GetLabel() {
+			if w, ok := want[lp.GetName()]; ok && w == lp.GetValue() {
+				n++
+			}
+		}
+		if n == len(want) {
+			v += m.GetCounter().GetValue() + m.GetGauge().GetValue() + m.GetUntyped().GetValue()
 		}
 	}
 	return v
