@@ -88,3 +88,21 @@ func (t *Target) Restore(s TargetSnapshot) error {
 	t.clock, t.stats = s.Clock, s.Stats
 	return nil
 }
+
+// Semantic returns s without what changes with every result of a steady
+// target (times, sequence numbers, counters, the last result's words) and
+// with streak counts capped at cap (the most results in a row that change
+// a decision: max(up-retry, down-retry) + 1). Two snapshots with the same
+// semantic form restore to checkers that decide the same way, so a
+// checkpoint need not store a target whose semantic form did not change.
+func (s TargetSnapshot) Semantic(cap int) TargetSnapshot {
+	s.Clock, s.Stats = 0, Stats{}
+	obs := make([]ObserverSnapshot, len(s.Observers))
+	for i, o := range s.Observers {
+		o.TS, o.Seq, o.Stats, o.Reason, o.Detail = 0, 0, Stats{}, "", ""
+		o.Count = min(o.Count, cap)
+		obs[i] = o
+	}
+	s.Observers = obs
+	return s
+}

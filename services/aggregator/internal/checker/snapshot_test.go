@@ -2,6 +2,7 @@ package checker
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -67,6 +68,69 @@ func TestRestoreResumesStreaks(t *testing.T) {
 		if !reflect.DeepEqual(orig.Snapshot(), restored.Snapshot()) {
 			t.Fatalf("cut %d: snapshots differ:\n%+v\n%+v", cut, orig.Snapshot(), restored.Snapshot())
 		}
+	}
+}
+
+// TestSemanticSnapshotIsEnough: a target restored from an older snapshot
+// whose semantic form equals the current one's (what the checkpoint skips
+// storing) decides every later result exactly like the target that never
+// stopped.
+func TestSemanticSnapshotIsEnough(t *testing.T) {
+	p := Params{UpRetry: 2, DownRetry: 1, Interval: 3 * time.Second, Observers: 2}
+	cap := max(p.UpRetry, p.DownRetry) + 1
+	states := []event.State{up, up, up, up, up, up, down, down, down, down, up, up, up, up, up, up, up}
+	var seq []Result
+	for i, st := range states {
+		for j, obs := range []string{"a", "b"} {
+			// Steady results say the same (an RTT travels beside, not in
+			// the detail), so a steady stretch has one semantic form.
+			seq = append(seq, Result{Observer: obs, State: st, Reason: event.ReasonL4OK, Detail: fmt.Sprint(st),
+				TS: at(3*i + j), Seq: uint64(i + 1)})
+		}
+	}
+	semantic := func(s TargetSnapshot) string {
+		b, err := event.Marshal(s.Semantic(cap))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	orig := mustNew(t, p)
+	var snaps []TargetSnapshot
+	for _, r := range seq {
+		snaps = append(snaps, orig.Snapshot())
+		orig.Observe(r)
+	}
+	snaps = append(snaps, orig.Snapshot())
+	skipped := 0
+	for cut := range snaps {
+		for k := 0; k < cut; k++ {
+			if semantic(snaps[k]) != semantic(snaps[cut]) {
+				continue
+			}
+			skipped++
+			ref, old := mustNew(t, p), mustNew(t, p)
+			if err := ref.Restore(snaps[cut]); err != nil {
+				t.Fatal(err)
+			}
+			if err := old.Restore(snaps[k]); err != nil {
+				t.Fatal(err)
+			}
+			for i, r := range seq[cut:] {
+				c1, ok1 := ref.Observe(r)
+				c2, ok2 := old.Observe(r)
+				if ok1 != ok2 || !sameChange(c1, c2) {
+					t.Fatalf("snapshot %d stood for %d; result %d: %v %+v, want %v %+v", k, cut, cut+i, ok2, c2, ok1, c1)
+				}
+			}
+			if ref.Verdict() != old.Verdict() {
+				t.Fatalf("snapshot %d stood for %d: verdict %s, want %s", k, cut, old.Verdict(), ref.Verdict())
+			}
+		}
+	}
+	// A steady stretch has equal semantic forms (those are what is saved).
+	if skipped < len(states) {
+		t.Fatalf("only %d snapshot pairs share their semantic form; steady stretches should", skipped)
 	}
 }
 

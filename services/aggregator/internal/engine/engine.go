@@ -139,6 +139,9 @@ type engine struct {
 	restoredTargets map[string]checker.TargetSnapshot
 	writtenTargets  map[string][]byte // hm_targets values as last written
 	writtenState    map[string][]byte // hm_state rec.* / target.* values as last written
+	// writtenSemantic is the semantic form (checker.TargetSnapshot.Semantic)
+	// of each target.* value as last written.
+	writtenSemantic map[string][]byte
 	// What the next checkpoint must look at besides dirty targets: every
 	// record after an inventory change or a restore (fullPass), else the
 	// records of the objects in touched (see recID).
@@ -266,7 +269,7 @@ func newEngine(o Options) *engine {
 		model: topology.New(), targets: map[string]*target{}, m: o.Metrics,
 		journal:        journal.New(o.JS, o.Layout.Events, o.Layout.State),
 		kv:             &asyncKV{js: o.JS},
-		writtenTargets: map[string][]byte{}, writtenState: map[string][]byte{},
+		writtenTargets: map[string][]byte{}, writtenState: map[string][]byte{}, writtenSemantic: map[string][]byte{},
 		fullPass: true, touched: map[string]struct{}{},
 	}
 	e.since = e.now()
