@@ -1,16 +1,16 @@
 package e2e
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/healthmesh/healthmesh/tools/internal/gobuild"
 )
 
 // mains are the main packages the tests run, relative to the workspace
@@ -38,7 +38,7 @@ func TestMain(m *testing.M) {
 	flag.Parse()
 	if !testing.Short() {
 		start := time.Now()
-		binDir, buildErr = build()
+		binDir, buildErr = gobuild.Build(mains...)
 		if buildErr == nil {
 			fmt.Fprintf(os.Stderr, "e2e: built %d binaries in %v\n", len(mains), time.Since(start).Round(time.Millisecond))
 		}
@@ -54,48 +54,6 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(code)
-}
-
-// build compiles mains into a temporary directory from the workspace root,
-// so the tests always run what the checkout says, never a stale bin/.
-func build() (string, error) {
-	root, err := workspaceRoot()
-	if err != nil {
-		return "", err
-	}
-	dir, err := os.MkdirTemp("", "hm-e2e-bin-")
-	if err != nil {
-		return "", fmt.Errorf("e2e: %w", err)
-	}
-	args := append([]string{"build", "-o", dir + string(filepath.Separator)}, mains...)
-	cmd := exec.Command("go", args...)
-	cmd.Dir = root
-	// Static like `make build`; the workspace file is named explicitly so a
-	// GOWORK=off in the environment cannot hide the service modules.
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOWORK="+filepath.Join(root, "go.work"))
-	if out, err := cmd.CombinedOutput(); err != nil {
-		os.RemoveAll(dir)
-		return "", fmt.Errorf("e2e: go build in %s: %w\n%s", root, err, out)
-	}
-	return dir, nil
-}
-
-// workspaceRoot walks up from the working directory to the go.work file.
-func workspaceRoot() (string, error) {
-	wd, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("e2e: %w", err)
-	}
-	for dir := wd; ; dir = filepath.Dir(dir) {
-		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
-			return dir, nil
-		} else if !errors.Is(err, os.ErrNotExist) {
-			return "", fmt.Errorf("e2e: %w", err)
-		}
-		if filepath.Dir(dir) == dir {
-			return "", fmt.Errorf("e2e: no go.work in %s or above", wd)
-		}
-	}
 }
 
 // needBinaries skips in -short mode and fails when the build failed; tests
