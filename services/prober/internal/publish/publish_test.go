@@ -73,8 +73,14 @@ func TestPublish_without_stream_counts_failures(t *testing.T) {
 func TestPublish_core_mode_sends_on_core_NATS(t *testing.T) {
 	s := natstest.RunServer(t)
 	nc := s.Connect()
-	sub, err := s.Connect().SubscribeSync("hm.result.>")
+	sc := s.Connect()
+	sub, err := sc.SubscribeSync("hm.result.>")
 	if err != nil {
+		t.Fatal(err)
+	}
+	// The server knows the subscription once the connection has flushed:
+	// before that, core messages find no subscriber and are gone.
+	if err := sc.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	p, err := publish.New(nc, "p1", "n1", 0)
