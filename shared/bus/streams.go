@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -204,7 +205,7 @@ func ensureOnce(ctx context.Context, js jetstream.JetStream, sp subject.Space, s
 	var err error
 	switch s.Results {
 	case "", ResultsJetStream:
-		if l.Results, err = js.CreateOrUpdateStream(ctx, rc); err != nil {
+		if l.Results, err = ensureStream(ctx, js, rc); err != nil {
 			return nil, fmt.Errorf("bus: stream %s: %w", rc.Name, err)
 		}
 	default: // ResultsCore
@@ -214,7 +215,7 @@ func ensureOnce(ctx context.Context, js jetstream.JetStream, sp subject.Space, s
 			return nil, fmt.Errorf("bus: results %s: delete stream %s: %w", ResultsCore, rc.Name, err)
 		}
 	}
-	if l.Events, err = js.CreateOrUpdateStream(ctx, ec); err != nil {
+	if l.Events, err = ensureStream(ctx, js, ec); err != nil {
 		return nil, fmt.Errorf("bus: stream %s: %w", ec.Name, err)
 	}
 	tc, mc, lc, sc := BucketConfigs(sp, s)
@@ -222,13 +223,51 @@ func ensureOnce(ctx context.Context, js jetstream.JetStream, sp subject.Space, s
 		cfg jetstream.KeyValueConfig
 		dst *jetstream.KeyValue
 	}{{tc, &l.Targets}, {mc, &l.Members}, {lc, &l.Leader}, {sc, &l.State}} {
-		kv, err := js.CreateOrUpdateKeyValue(ctx, b.cfg)
+		kv, err := ensureBucket(ctx, js, b.cfg)
 		if err != nil {
 			return nil, fmt.Errorf("bus: bucket %s: %w", b.cfg.Bucket, err)
 		}
 		*b.dst = kv
 	}
 	return l, nil
+}
+
+// ensureStream returns the stream, updating it only when its configuration
+// differs from cfg. Every service start called an update before: a needless
+// write on the server, and one that races (inside nats-server 2.15, seen by
+// the race detector) with a consumer being created on the same stream.
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	if s, err := js.Stream(ctx, cfg.Name); err == nil && sameStream(s.CachedInfo().Config, cfg) {
+		return s, nil
+	}
+	return js.CreateOrUpdateStream(ctx, cfg)
+}
+
+// sameStream compares the fields StreamConfigs sets.
+func sameStream(have, want jetstream.StreamConfig) bool {
+	return have.Description == want.Description && slices.Equal(have.Subjects, want.Subjects) &&
+		have.Retention == want.Retention && have.Storage == want.Storage && have.MaxAge == want.MaxAge &&
+		have.MaxBytes == want.MaxBytes && have.Discard == want.Discard && have.Duplicates == want.Duplicates &&
+		have.Replicas == want.Replicas && have.DenyDelete == want.DenyDelete && have.DenyPurge == want.DenyPurge &&
+		have.Compression == want.Compression && have.AllowDirect == want.AllowDirect
+}
+
+// ensureBucket is ensureStream for a KV bucket.
+func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	if kv, err := js.KeyValue(ctx, cfg.Bucket); err == nil {
+		if st, err := kv.Status(ctx); err == nil {
+			if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok && sameBucket(bs.Config(), cfg) {
+				return kv, nil
+			}
+		}
+	}
+	return js.CreateOrUpdateKeyValue(ctx, cfg)
+}
+
+// sameBucket compares the fields BucketConfigs sets.
+func sameBucket(have, want jetstream.KeyValueConfig) bool {
+	return have.Description == want.Description && have.History == max(want.History, 1) && have.TTL == want.TTL &&
+		have.Storage == want.Storage && have.Replicas == max(want.Replicas, 1) && have.LimitMarkerTTL == want.LimitMarkerTTL
 }
 
 // Open binds to the existing layout without changing it (for clients such as
