@@ -377,7 +377,11 @@ func TestTCPSourceAndNetnsErrors(t *testing.T) {
 				tg.Source = netip.MustParseAddr(tc.source)
 			}
 			tg.Netns = tc.netns
-			r := probeWithin(t, mustNew(t, MethodTCP, nil), tg)
+			// A connect-only check never completes the handshake (see
+			// TestTCPConnectOnly): send a byte so the server sees the
+			// connection and its source (TestSocketBindsSource covers
+			// the connect-only path's bind).
+			r := probeWithin(t, mustNew(t, MethodTCP, map[string]string{"send": "x"}), tg)
 			wantResult(t, r, tc.state, tc.reason)
 			if r.State == event.Up {
 				if got := recv(t, seen); got.remote.Addr() != tg.Source {
