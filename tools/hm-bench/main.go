@@ -149,7 +149,7 @@ func runPipeline(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.DurationVar(&c.Settle, "settle", 3*time.Second, "idle time before the 0-backend memory baseline")
 	fs.DurationVar(&c.Warmup, "warmup", 10*time.Second, "time between every backend applied up and the measurement")
 	fs.DurationVar(&c.Duration, "duration", 30*time.Second, "measured window")
-	fs.StringVar(&c.ProfileDir, "profile", "", "save CPU profiles of the probing processes here (-pprof)")
+	fs.StringVar(&c.ProfileDir, "profile", "", "save CPU and heap profiles of the probing processes here (-pprof)")
 	fs.StringVar(&c.Dir, "keep", "", "keep run directories (logs, config, JetStream store) here instead of a removed temp dir")
 	netns := fs.Bool("netns", true, "run everything in a private network namespace (needs root)")
 	asJSON := fs.Bool("json", false, "print the results as JSON instead of tables")

@@ -15,13 +15,13 @@ import (
 // errConnecting is what a connect check waits on: the handshake is not done.
 var errConnecting = errors.New("connect in progress")
 
-// fastConnect reports whether connectCheck can probe t. Scoped IPv6
+// fastConnect reports whether startConnect can probe t. Scoped IPv6
 // addresses need an interface index: they go through net.Dialer.
 func fastConnect(t *Target) bool {
 	return t.Addr.Addr().Zone() == "" && t.Source.Zone() == ""
 }
 
-// connectCheck opens a TCP connection to t and resets it at once: the
+// startConnect opens a TCP connection to t and resets it at once: the
 // connect-only tcp check, which is what nearly every DPVS tcp checker is.
 //
 // It is net.Dialer minus what a connection that is never used does not
@@ -42,10 +42,16 @@ func fastConnect(t *Target) bool {
 // On loopback, where the prober's system calls run both ends' TCP work,
 // this halves the kernel time per probe.
 //
+// It runs in two steps so that the common case costs no timer, context or
+// poller: startConnect makes the socket and starts the handshake, and
+// returns fd -1 with the outcome when the connection is already made (nil)
+// or failed, else the socket whose handshake is still running, for
+// waitConnect.
+//
 // Errors are *os.SyscallError as from net.Dialer (socket, bind and
 // setsockopt failures are local; connect failures name the errno), or the
 // error of ctx when it ends first.
-func connectCheck(ctx context.Context, t *Target) error {
+func startConnect(t *Target) (int, error) {
 	dst := dest(t)
 	var fd int
 	err := inNetns(t.Netns, func() error {
@@ -54,24 +60,29 @@ func connectCheck(ctx context.Context, t *Target) error {
 		return err
 	})
 	if err != nil {
-		return err
+		return -1, err
 	}
 	err = rawConnect(fd, dst)
 	switch {
 	case err == nil: // connected already
 		rawClose(fd)
-		return nil
+		return -1, nil
 	case err != unix.EINPROGRESS:
 		rawClose(fd)
-		return os.NewSyscallError("connect", err)
+		return -1, os.NewSyscallError("connect", err)
 	}
 	// A near backend has usually answered by the time connect returns (on
-	// loopback the handshake runs inside the call): then the poller, and
-	// its four system calls, are not needed.
+	// loopback the handshake runs inside the call).
 	if err := connected(fd); err != errConnecting {
 		rawClose(fd)
-		return err
+		return -1, err
 	}
+	return fd, nil
+}
+
+// waitConnect waits for the handshake started on fd until ctx ends, and
+// closes fd.
+func waitConnect(ctx context.Context, fd int) error {
 	// os.NewFile registers the non-blocking socket with the runtime poller:
 	// waiting for the handshake parks the goroutine, not a thread.
 	f := os.NewFile(uintptr(fd), "tcp-probe")
@@ -111,7 +122,7 @@ func socket(dst, src netip.Addr) (int, error) {
 		rawClose(fd)
 		return -1, os.NewSyscallError("setsockopt", err)
 	}
-	var quickack int32 // off: see connectCheck
+	var quickack int32 // off: see startConnect
 	if err := rawSetsockopt(fd, unix.IPPROTO_TCP, unix.TCP_QUICKACK, unsafe.Pointer(&quickack), 4); err != nil {
 		rawClose(fd)
 		return -1, os.NewSyscallError("setsockopt", err)

@@ -96,7 +96,7 @@ func dialConn(ctx context.Context, network string, t *Target) (net.Conn, error) 
 }
 
 // closeReset closes a probe's TCP connection with a reset rather than a
-// FIN, so that it does not sit in TIME_WAIT (see connectCheck).
+// FIN, so that it does not sit in TIME_WAIT (see startConnect).
 func closeReset(c net.Conn) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		_ = tc.SetLinger(0)

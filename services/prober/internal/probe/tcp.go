@@ -62,13 +62,10 @@ func parseTCPParams(params map[string]string) (TCPParams, error) {
 // a header-less connection from the checker.
 func (p *TCP) Probe(ctx context.Context, t *Target) Result {
 	connectOnly := p.p.ProxyProtocol == ProxyNone && len(p.p.Send) == 0 && len(p.p.Receive) == 0
+	if connectOnly && t != nil && fastConnect(t) {
+		return p.connectOnly(ctx, t)
+	}
 	return run(ctx, t, true, func(pctx context.Context, start time.Time) Result {
-		if connectOnly && fastConnect(t) {
-			if err := connectCheck(pctx, t); err != nil {
-				return connFailure(err, time.Since(start))
-			}
-			return up(event.ReasonL4OK, time.Since(start), "")
-		}
 		c, err := dialConn(pctx, "tcp", t)
 		if err != nil {
 			return connFailure(err, time.Since(start))
@@ -83,6 +80,28 @@ func (p *TCP) Probe(ctx context.Context, t *Target) Result {
 		defer c.Close()
 		return p.exchange(pctx, c, start)
 	})
+}
+
+// connectOnly is Probe without an exchange: the connection is started at
+// once, and a timeout is set up only when the handshake is still running.
+func (p *TCP) connectOnly(ctx context.Context, t *Target) Result {
+	start := time.Now()
+	if err := checkTarget(t, true); err != nil {
+		return procErr(0, err.Error())
+	}
+	result := func(err error) Result {
+		if err != nil {
+			return settle(ctx, connFailure(err, time.Since(start)))
+		}
+		return up(event.ReasonL4OK, time.Since(start), "")
+	}
+	fd, err := startConnect(t)
+	if fd < 0 {
+		return result(err)
+	}
+	pctx, cancel := context.WithDeadline(ctx, start.Add(t.Timeout))
+	defer cancel()
+	return result(waitConnect(pctx, fd))
 }
 
 func (p *TCP) exchange(ctx context.Context, c net.Conn, start time.Time) Result {

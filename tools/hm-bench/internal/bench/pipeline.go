@@ -73,7 +73,7 @@ type PipelineConfig struct {
 	Warmup       time.Duration // after every backend is judged up and taken in, before measuring (default 10s)
 	Duration     time.Duration // the measured window (default 30s)
 	Dir          string        // run directories go here; "" = a temp dir removed at the end
-	ProfileDir   string        // "" = none; else CPU profiles of the probing process(es)
+	ProfileDir   string        // "" = none; else CPU and heap profiles of the probing process(es)
 	Progress     io.Writer     // progress lines; nil = none
 	Netns        bool          // informational: the run has a network namespace of its own
 }
@@ -780,6 +780,14 @@ func (p *pipe) measure(ctx context.Context, res *PipelineResult, base rolesSampl
 	if p.c.ProfileDir != "" {
 		for range p.probers {
 			if err := <-profErr; err != nil {
+				return err
+			}
+		}
+		// The heap at the end of the window: where the memory per backend goes.
+		for i, e := range p.probers {
+			path := filepath.Join(p.c.ProfileDir, fmt.Sprintf("pipeline-%s-%d-%s-%s-%d-heap.pprof",
+				p.s.Method, p.s.Targets, p.s.Interval, p.roles, i+1))
+			if err := fetchPprof(ctx, p.client, e.debug, "heap", time.Minute, path); err != nil {
 				return err
 			}
 		}
