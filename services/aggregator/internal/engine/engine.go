@@ -97,6 +97,7 @@ type Options struct {
 	FetchBatch      int           // results per fetch (default 2000)
 	ExpireEvery     time.Duration // staleness check period (default 500ms)
 	Durable         string        // results consumer name (default "aggregator")
+	CoreBuffer      int           // results: core: results buffered while busy (default ingest.CoreBuffer)
 	Metrics         *Metrics      // may be nil
 	Log             zerolog.Logger
 	Now             func() time.Time // default time.Now
@@ -125,8 +126,13 @@ type engine struct {
 	malformedSeen uint64
 	droppedSeen   uint64 // likewise, the core subscription's drops
 
-	rev       uint64
-	since     time.Time
+	rev   uint64
+	since time.Time
+	// graceFrom is when silence starts to count: the takeover, or the last
+	// time the engine itself lost results (a core subscription that
+	// overflowed). Results the aggregator dropped say nothing about the
+	// probers, so no observer is aged out for them.
+	graceFrom time.Time
 	seq       uint64        // last folded results sequence
 	resultSeq uint64        // sequence of the result being folded (recorded in transitions)
 	acked     uint64        // last acked results sequence
@@ -188,7 +194,7 @@ func Run(ctx context.Context, o Options) error {
 		// results: core: live results only; the checkpointed streaks carry
 		// over and the next probes continue them.
 		mode = bus.ResultsCore
-		if e.cons, err = ingest.Subscribe(o.JS.Conn(), e.sp.ResultsAll(), e.log); err != nil {
+		if e.cons, err = ingest.Subscribe(o.JS.Conn(), e.sp.ResultsAll(), o.CoreBuffer, e.log); err != nil {
 			return err
 		}
 	} else if e.cons, err = ingest.Open(ctx, o.Layout.Results, o.Durable, e.sp.ResultsAll(), pos, e.log); err != nil {
@@ -273,6 +279,7 @@ func newEngine(o Options) *engine {
 		fullPass: true, touched: map[string]struct{}{},
 	}
 	e.since = e.now()
+	e.graceFrom = e.since
 	return e
 }
 

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
@@ -70,7 +71,9 @@ func newHarness(t *testing.T) *harness { return newHarnessMode(t, bus.ResultsJet
 // newHarnessMode sets the layout up in a bus.results mode.
 func newHarnessMode(t *testing.T, results string) *harness {
 	s := natstest.RunServer(t)
-	_, js := s.JetStream()
+	// Slow-consumer drops are counted by the engine; nats.go's default
+	// handler would print each one.
+	_, js := s.JetStream(nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
 	l, err := bus.Ensure(context.Background(), js, subject.Space{}, bus.Settings{Results: results})
 	if err != nil {
 		t.Fatal(err)

@@ -169,6 +169,7 @@ func (e *engine) fold(ctx context.Context, b ingest.Batch) error {
 		if n := c.Dropped.Load(); n > e.droppedSeen {
 			e.m.dropped.Add(float64(n - e.droppedSeen))
 			e.droppedSeen = n
+			e.graceFrom = now
 		}
 	}
 	if b.Last > 0 {
@@ -180,9 +181,11 @@ func (e *engine) fold(ctx context.Context, b ingest.Batch) error {
 	return nil
 }
 
-// expire ages out silent observers. Right after a takeover every observer
-// gets a grace of one stale window, so a restart of the whole system (when
-// probers have not published yet) causes no spurious Unknown.
+// expire ages out silent observers, only while the engine is caught up
+// (results still queued for it are not silence). Right after a takeover
+// every observer gets a grace of one stale window, so a restart of the whole
+// system (when probers have not published yet) causes no spurious Unknown;
+// so it does after the engine lost results itself (graceFrom).
 func (e *engine) expire(ctx context.Context) error {
 	if !e.caughtUp {
 		return nil
@@ -190,7 +193,7 @@ func (e *engine) expire(ctx context.Context) error {
 	now := e.now()
 	var out []entry
 	for id, t := range e.targets {
-		if now.Sub(e.since) < t.def.Params.StaleWindow() {
+		if now.Sub(e.graceFrom) < t.def.Params.StaleWindow() {
 			continue
 		}
 		ch, ok := t.c.Expire(now)

@@ -29,7 +29,8 @@ type Source interface {
 const CoreBuffer = 1 << 18
 
 // Core reads results from a core NATS subscription: nothing is stored or
-// acknowledged, so Batch.Seqs are 0 and Pending is always 0.
+// acknowledged, so Batch.Seqs are 0; Pending is what the subscription still
+// buffers when that is more than the next batch (see backlog).
 type Core struct {
 	sub    *nats.Subscription
 	ch     chan *nats.Msg
@@ -40,9 +41,13 @@ type Core struct {
 	lastMalformedLog time.Time
 }
 
-// Subscribe subscribes to subj (the results wildcard) on nc.
-func Subscribe(nc *nats.Conn, subj string, log zerolog.Logger) (*Core, error) {
-	c := &Core{ch: make(chan *nats.Msg, CoreBuffer), log: log}
+// Subscribe subscribes to subj (the results wildcard) on nc, buffering up
+// to size results (0: CoreBuffer).
+func Subscribe(nc *nats.Conn, subj string, size int, log zerolog.Logger) (*Core, error) {
+	if size <= 0 {
+		size = CoreBuffer
+	}
+	c := &Core{ch: make(chan *nats.Msg, size), log: log}
 	sub, err := nc.ChanSubscribe(subj, c.ch)
 	if err != nil {
 		return nil, fmt.Errorf("ingest: subscribe %s: %w", subj, err)
@@ -73,6 +78,7 @@ func (c *Core) Next(ctx context.Context, max int, wait time.Duration) (Batch, er
 		case m := <-c.ch:
 			c.add(&b, m)
 			if len(b.Results) >= max {
+				b.Pending = c.backlog(max)
 				return b, nil
 			}
 			if lingered == nil {
@@ -81,6 +87,7 @@ func (c *Core) Next(ctx context.Context, max int, wait time.Duration) (Batch, er
 				lingered = t.C
 			}
 		case <-lingered:
+			b.Pending = c.backlog(max)
 			return b, nil
 		case <-idle.C:
 			if lingered == nil {
@@ -90,6 +97,16 @@ func (c *Core) Next(ctx context.Context, max int, wait time.Duration) (Batch, er
 			return b, ctx.Err()
 		}
 	}
+}
+
+// backlog is Batch.Pending: the results still buffered when they are more
+// than one batch of max. Under a steady flow a few arrive while a batch is
+// folded; that is keeping up, not lagging.
+func (c *Core) backlog(max int) uint64 {
+	if n := len(c.ch); n > max {
+		return uint64(n)
+	}
+	return 0
 }
 
 // countDropped moves the subscription's slow-consumer drops into Stats.

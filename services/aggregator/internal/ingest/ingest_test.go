@@ -14,6 +14,7 @@ import (
 	"github.com/healthmesh/healthmesh/shared/event"
 	"github.com/healthmesh/healthmesh/shared/natstest"
 	"github.com/healthmesh/healthmesh/shared/subject"
+	"github.com/healthmesh/healthmesh/shared/wait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -137,5 +138,63 @@ func TestConsumer_hands_over_without_waiting_for_the_pull(t *testing.T) {
 		if seq != uint64(i+1) {
 			t.Fatalf("results %v: want 1 to 20, each once, in order", seen)
 		}
+	}
+}
+
+func TestCore_reports_backlog_and_drops(t *testing.T) {
+	s := natstest.RunServer(t)
+	nc, _ := s.JetStream()
+	sub := s.Connect() // the subscriber's own connection, as the aggregator's
+	const size, batch, sent = 16, 4, 100
+	c, err := ingest.Subscribe(sub, "hm.result.>", size, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := sub.Flush(); err != nil { // the server knows the subscription
+		t.Fatal(err)
+	}
+	ep, _ := subject.ParseEndpoint("127.0.0.1-TCP-80")
+	tid := subject.TargetID{Endpoint: ep, Method: "tcp", Hash: "00000001"}
+	for i := range sent {
+		data, err := event.Marshal(&event.ProbeResult{V: 1, Target: tid.Token(), Observer: "p1", Seq: uint64(i + 1), State: event.Up, Reason: event.ReasonL4OK})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.Publish(subject.Space{}.Result(tid, "p1"), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// Everything sent is either buffered or dropped once the subscriber's
+	// connection has read it.
+	wait.For(t, 10*time.Second, "the subscription to fill", func() bool {
+		return sub.Stats().InMsgs == sent
+	})
+	ctx := context.Background()
+	b, err := c.Next(ctx, batch, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Results) != batch || b.Pending != size-batch {
+		t.Fatalf("first batch: %d results, pending %d; want %d and %d (more than a batch is still buffered: lagging)", len(b.Results), b.Pending, batch, size-batch)
+	}
+	if got := c.Counts().Dropped.Load(); got != sent-size {
+		t.Fatalf("dropped %d, want %d", got, sent-size)
+	}
+	for range 2 {
+		if _, err := c.Next(ctx, batch, time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 4 left: one batch or less is keeping up, not lagging.
+	b, err = c.Next(ctx, batch, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Results) != batch || b.Pending != 0 {
+		t.Fatalf("last batch: %d results, pending %d; want %d and 0", len(b.Results), b.Pending, batch)
 	}
 }
