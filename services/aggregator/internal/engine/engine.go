@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"sync/atomic"
 	"time"
 
@@ -143,11 +144,15 @@ type engine struct {
 	lost atomic.Bool
 
 	restoredTargets map[string]checker.TargetSnapshot
-	writtenTargets  map[string][]byte // hm_targets values as last written
-	writtenState    map[string][]byte // hm_state rec.* / target.* values as last written
-	// writtenSemantic is the semantic form (checker.TargetSnapshot.Semantic)
-	// of each target.* value as last written.
-	writtenSemantic map[string][]byte
+	// What hm_targets and hm_state hold, as digests of the values last
+	// written (8 bytes a key instead of the value: at 60,000 targets the
+	// copies were the aggregator's largest item after the model).
+	writtenTargets map[string]uint64 // hm_targets values
+	writtenState   map[string]uint64 // hm_state rec.* / target.* values
+	// writtenSemantic digests the semantic form (checker.TargetSnapshot.Semantic)
+	// of each target record stored: a record is rewritten only when it changes.
+	writtenSemantic map[string]uint64
+	seed            maphash.Seed
 	// What the next checkpoint must look at besides dirty targets: every
 	// record after an inventory change or a restore (fullPass), else the
 	// records of the objects in touched (see recID).
@@ -275,7 +280,8 @@ func newEngine(o Options) *engine {
 		model: topology.New(), targets: map[string]*target{}, m: o.Metrics,
 		journal:        journal.New(o.JS, o.Layout.Events, o.Layout.State),
 		kv:             &asyncKV{js: o.JS},
-		writtenTargets: map[string][]byte{}, writtenState: map[string][]byte{}, writtenSemantic: map[string][]byte{},
+		writtenTargets: map[string]uint64{}, writtenState: map[string]uint64{}, writtenSemantic: map[string]uint64{},
+		seed:     maphash.MakeSeed(),
 		fullPass: true, touched: map[string]struct{}{},
 	}
 	e.since = e.now()
@@ -324,3 +330,6 @@ func fetch(ctx context.Context, c ingest.Source, max int, out chan<- ingest.Batc
 func (e *engine) info() Info {
 	return Info{ID: e.o.ID, Term: e.o.Term, Rev: e.rev, Targets: len(e.targets), Seq: e.seq, Acked: e.acked, CaughtUp: e.caughtUp, Since: e.since}
 }
+
+// digest is what the written* maps keep of a value.
+func (e *engine) digest(b []byte) uint64 { return maphash.Bytes(e.seed, b) }

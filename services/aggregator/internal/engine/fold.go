@@ -105,14 +105,14 @@ func (e *engine) writeTargets(ctx context.Context, d Desired) error {
 		if err != nil {
 			return err
 		}
-		if bytes.Equal(e.writtenTargets[id], data) {
+		d := e.digest(data)
+		if w, ok := e.writtenTargets[id]; ok && w == d {
 			continue
 		}
-		data = bytes.Clone(data) // kept: without the room Marshal's buffer grew
-		if err := e.kv.put(ctx, bucket, id, data); err != nil {
+		if err := e.kv.put(ctx, bucket, id, bytes.Clone(data)); err != nil {
 			return fmt.Errorf("engine: target %s: %w", id, err)
 		}
-		e.writtenTargets[id] = data
+		e.writtenTargets[id] = d
 		writes++
 	}
 	for id := range e.writtenTargets {

@@ -58,7 +58,7 @@ func (e *engine) restore(ctx context.Context) (Meta, error) {
 			e.log.Warn().Err(err).Str("key", k).Msg("malformed state record ignored")
 			return
 		}
-		e.writtenState[k] = append([]byte(nil), v...)
+		e.writtenState[k] = e.digest(v)
 	}
 	// The marker first: the records read after it are at least as new.
 	switch ent, err := e.o.Layout.State.Get(ctx, subject.KeyMeta); {
@@ -134,7 +134,7 @@ func (e *engine) restore(ctx context.Context) (Meta, error) {
 // are written.
 func (e *engine) loadWrittenTargets(ctx context.Context) error {
 	err := watchKeys(ctx, e.o.Layout.Targets, jetstream.AllKeys, func(k string, v []byte) {
-		e.writtenTargets[k] = append([]byte(nil), v...)
+		e.writtenTargets[k] = e.digest(v)
 	})
 	if err != nil && ctx.Err() == nil {
 		return fmt.Errorf("engine: read targets: %w", err)
@@ -194,15 +194,15 @@ func (e *engine) checkpoint(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if bytes.Equal(e.writtenState[key], data) {
+		d := e.digest(data)
+		if w, ok := e.writtenState[key]; ok && w == d {
 			return nil
 		}
 		writes++
-		data = bytes.Clone(data) // Marshal's buffer has up to twice the room: kept for every key
-		if err := e.kv.put(ctx, bucket, key, data); err != nil {
+		if err := e.kv.put(ctx, bucket, key, bytes.Clone(data)); err != nil {
 			return err
 		}
-		e.writtenState[key] = data
+		e.writtenState[key] = d
 		return nil
 	}
 	for id, t := range e.targets {
@@ -226,7 +226,7 @@ func (e *engine) checkpoint(ctx context.Context) error {
 		if full {
 			seen[key] = true
 		}
-		if !bytes.Equal(e.writtenSemantic[key], sem) {
+		if w, ok := e.writtenSemantic[key]; !ok || w != e.digest(sem) {
 			data, err := event.Marshal(&s)
 			if err != nil {
 				return err
@@ -237,8 +237,8 @@ func (e *engine) checkpoint(ctx context.Context) error {
 			writes++
 			// The key marks the record as stored (for the deletion of
 			// gone targets); the semantic form is what is compared.
-			e.writtenState[key] = nil
-			e.writtenSemantic[key] = bytes.Clone(sem)
+			e.writtenState[key] = 0
+			e.writtenSemantic[key] = e.digest(sem)
 		}
 		t.dirty = false
 	}
