@@ -226,7 +226,8 @@ func (e *engine) checkpoint(ctx context.Context) error {
 		if full {
 			seen[key] = true
 		}
-		if w, ok := e.writtenSemantic[key]; !ok || w != e.digest(sem) {
+		sd := e.digest(sem)
+		if w, ok := e.writtenSemantic[key]; !ok || w != sd {
 			data, err := event.Marshal(&s)
 			if err != nil {
 				return err
@@ -238,7 +239,7 @@ func (e *engine) checkpoint(ctx context.Context) error {
 			// The key marks the record as stored (for the deletion of
 			// gone targets); the semantic form is what is compared.
 			e.writtenState[key] = 0
-			e.writtenSemantic[key] = e.digest(sem)
+			e.writtenSemantic[key] = sd
 		}
 		t.dirty = false
 	}
