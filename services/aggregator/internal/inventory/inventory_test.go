@@ -181,7 +181,7 @@ func TestBuild_dpvs_dest_check_and_proxy_protocol(t *testing.T) {
 	}
 }
 
-func TestRun_bad_agent_answers_keep_the_inventory(t *testing.T) {
+func TestRun_bad_agent_answers_keep_the_inventory_and_only_changes_are_sent(t *testing.T) {
 	a, client, _ := agentList(t)
 	cfg := parse(t, conf)
 	out := make(chan engine.Desired, 1)
@@ -199,6 +199,17 @@ func TestRun_bad_agent_answers_keep_the_inventory(t *testing.T) {
 	if len(first.Inventory.VSs) != 5 {
 		t.Fatalf("first inventory: %d VSs", len(first.Inventory.VSs))
 	}
+	// Listings that change nothing are not handed to the engine again.
+	wait.For(t, 5*time.Second, "two unchanged listings", func() bool { return testutil.ToFloat64(m.Unchanged) >= 2 })
+	noneSent := func(when string) {
+		t.Helper()
+		select {
+		case d := <-out:
+			t.Fatalf("%s: an inventory of %d VSs was sent again though nothing changed", when, len(d.Inventory.VSs))
+		default:
+		}
+	}
+	noneSent("steady listings")
 	for _, f := range []agenttest.Fault{
 		{PathPrefix: "/v2/vs", Status: 500, Count: 2},
 		{PathPrefix: "/v2/vs", EmptyBody: true, Count: 2},
@@ -209,16 +220,31 @@ func TestRun_bad_agent_answers_keep_the_inventory(t *testing.T) {
 		}
 	}
 	wait.For(t, 5*time.Second, "six failed listings", func() bool { return testutil.ToFloat64(m.ListErrors) >= 6 })
-	// Every inventory sent meanwhile still has every service.
-	wait.For(t, 5*time.Second, "a listing after the faults", func() bool {
-		select {
-		case d := <-out:
-			if len(d.Inventory.VSs) != 5 {
-				t.Fatalf("inventory shrank to %d VSs after bad agent answers", len(d.Inventory.VSs))
-			}
-			return len(a.Faults()) == 0
-		default:
-			return false
+	// The last good listing is kept: no inventory, let alone a shrunk one.
+	wait.For(t, 5*time.Second, "the faults used up", func() bool { return len(a.Faults()) == 0 })
+	noneSent("bad agent answers")
+	// A real change is sent.
+	var vs subject.VSID
+	for _, s := range first.Inventory.VSs {
+		if s.ID.String() == "192.0.2.2-TCP-80" {
+			vs = s.ID
 		}
-	})
+	}
+	if err := client.PutRS(context.Background(), vs, []dpvsagent.RealServer{{IP: "198.51.100.7", Port: 8080, Weight: 5}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case d := <-out:
+		n := 0
+		for _, s := range d.Inventory.VSs {
+			if s.ID == vs {
+				n = len(s.Backends)
+			}
+		}
+		if len(d.Inventory.VSs) != 5 || n != 2 {
+			t.Fatalf("after adding a backend: %d VSs, %d backends in %s; want 5 and 2", len(d.Inventory.VSs), n, vs)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no inventory sent after a backend was added")
+	}
 }

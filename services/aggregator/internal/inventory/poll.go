@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"context"
+	"reflect"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,6 +33,7 @@ type Metrics struct {
 	ListErrors prometheus.Counter
 	Problems   prometheus.Gauge
 	Services   prometheus.Gauge
+	Unchanged  prometheus.Counter
 }
 
 // NewMetrics registers the inventory series.
@@ -43,8 +45,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Services or backends in the inventory that could not be used."}),
 		Services: prometheus.NewGauge(prometheus.GaugeOpts{Name: "healthmesh_aggregator_inventory_services",
 			Help: "Virtual services in the inventory."}),
+		Unchanged: prometheus.NewCounter(prometheus.CounterOpts{Name: "healthmesh_aggregator_inventory_unchanged_total",
+			Help: "Listings and reloads that changed nothing, so the engine was not given the inventory again."}),
 	}
-	reg.MustRegister(m.ListErrors, m.Problems, m.Services)
+	reg.MustRegister(m.ListErrors, m.Problems, m.Services, m.Unchanged)
 	return m
 }
 
@@ -61,6 +65,11 @@ func Run(ctx context.Context, o Options) {
 	}
 	var last []dpvsagent.VirtualServer
 	listed := o.Agent == nil
+	// What was last handed to the engine: a listing that changes nothing
+	// the inventory uses (DPVS's traffic counters change every time) is not
+	// sent again, so a steady fleet costs the engine no full re-judgement,
+	// hm_targets comparison and full checkpoint pass every list interval.
+	var sent *engine.Desired
 	list := func() {
 		if o.Agent == nil {
 			return
@@ -84,6 +93,11 @@ func Run(ctx context.Context, o Options) {
 			return
 		}
 		d, problems := Build(o.Config(), last)
+		if sent != nil && reflect.DeepEqual(*sent, d) {
+			o.Metrics.Unchanged.Inc() // and its problems were logged when it was sent
+			return
+		}
+		sent = &d
 		for _, p := range problems {
 			o.Log.Warn().Str("object", p.Object).Msg("inventory: " + p.Msg)
 		}
