@@ -2,6 +2,7 @@ package checker
 
 import (
 	"fmt"
+	"hash/maphash"
 
 	"github.com/healthmesh/healthmesh/shared/event"
 )
@@ -89,20 +90,37 @@ func (t *Target) Restore(s TargetSnapshot) error {
 	return nil
 }
 
-// Semantic returns s without what changes with every result of a steady
-// target (times, sequence numbers, counters, the last result's words) and
-// with streak counts capped at cap (the most results in a row that change
-// a decision: max(up-retry, down-retry) + 1). Two snapshots with the same
-// semantic form restore to checkers that decide the same way, so a
-// checkpoint need not store a target whose semantic form did not change.
-func (s TargetSnapshot) Semantic(cap int) TargetSnapshot {
-	s.Clock, s.Stats = 0, Stats{}
-	obs := make([]ObserverSnapshot, len(s.Observers))
-	for i, o := range s.Observers {
-		o.TS, o.Seq, o.Stats, o.Reason, o.Detail = 0, 0, Stats{}, "", ""
-		o.Count = min(o.Count, cap)
-		obs[i] = o
+// SemanticDigest digests the target's state without what changes with every
+// result of a steady target (times, sequence numbers, counters, the last
+// result's words), with streak counts capped at cap (the most results in a
+// row that change a decision: max(up-retry, down-retry) + 1). Two targets with
+// the same digest decide every later input the same way, so a checkpoint need
+// not store a target whose digest did not change. It neither allocates nor
+// encodes: the aggregator asks it of every target at every checkpoint.
+func (t *Target) SemanticDigest(seed maphash.Seed, cap int) uint64 {
+	var h maphash.Hash
+	h.SetSeed(seed)
+	str := func(s string) {
+		maphash.WriteComparable(&h, len(s))
+		h.WriteString(s)
 	}
-	s.Observers = obs
-	return s
+	str(t.id)
+	str(string(t.verdict))
+	maphash.WriteComparable(&h, t.since)
+	str(string(t.reason))
+	str(t.detail)
+	maphash.WriteComparable(&h, len(t.obs))
+	for i := range t.obs {
+		o := &t.obs[i]
+		str(o.id)
+		str(string(o.last))
+		maphash.WriteComparable(&h, min(o.count, cap))
+		maphash.WriteComparable(&h, o.since)
+		str(string(o.state))
+		str(string(o.streakReason))
+		str(o.streakDetail)
+		str(string(o.stateReason))
+		str(o.stateDetail)
+	}
+	return h.Sum64()
 }

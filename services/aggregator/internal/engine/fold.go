@@ -40,6 +40,11 @@ func (e *engine) applyDesired(ctx context.Context, d Desired) error {
 			if s, ok := e.restoredTargets[id]; ok {
 				if err := c.Restore(s); err != nil {
 					e.log.Warn().Err(err).Str("target", id).Msg("target snapshot rejected")
+				} else {
+					// What hm_state holds: the first checkpoint after a
+					// restart need not store every target again.
+					p := def.Params
+					e.writtenSemantic[prefTargetSnap+id] = c.SemanticDigest(e.seed, max(p.UpRetry, p.DownRetry)+1)
 				}
 				delete(e.restoredTargets, id)
 			}

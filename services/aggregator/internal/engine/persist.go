@@ -212,32 +212,29 @@ func (e *engine) checkpoint(ctx context.Context) error {
 			}
 			continue
 		}
-		s := t.c.Snapshot()
 		// A steady target's streak grows with every result; storing it
 		// each time rewrote every target every checkpoint (12,000 KV
 		// writes/s at 60,000 targets). Only a change of what restores
-		// differently is stored.
+		// differently is stored, and telling that costs a digest, not an
+		// encoding of every target.
 		key := prefTargetSnap + id
-		p := t.def.Params
-		sem, err := event.Marshal(s.Semantic(max(p.UpRetry, p.DownRetry) + 1))
-		if err != nil {
-			return err
-		}
 		if full {
 			seen[key] = true
 		}
-		sd := e.digest(sem)
+		p := t.def.Params
+		sd := t.c.SemanticDigest(e.seed, max(p.UpRetry, p.DownRetry)+1)
 		if w, ok := e.writtenSemantic[key]; !ok || w != sd {
+			s := t.c.Snapshot()
 			data, err := event.Marshal(&s)
 			if err != nil {
 				return err
 			}
-			if err := e.kv.put(ctx, bucket, key, bytes.Clone(data)); err != nil {
+			if err := e.kv.put(ctx, bucket, key, data); err != nil {
 				return err
 			}
 			writes++
 			// The key marks the record as stored (for the deletion of
-			// gone targets); the semantic form is what is compared.
+			// gone targets); the semantic digest is what is compared.
 			e.writtenState[key] = 0
 			e.writtenSemantic[key] = sd
 		}
