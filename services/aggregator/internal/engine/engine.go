@@ -149,15 +149,15 @@ type engine struct {
 	// copies were the aggregator's largest item after the model).
 	writtenTargets map[string]uint64 // hm_targets values
 	writtenState   map[string]uint64 // hm_state rec.* / target.* values
-	// writtenSemantic digests the semantic form (checker.TargetSnapshot.Semantic)
-	// of each target record stored: a record is rewritten only when it changes.
+	// writtenSemantic is the semantic digest (checker.Target.SemanticDigest)
+	// of each target snapshot stored: one is rewritten only when it changes.
 	writtenSemantic map[string]uint64
 	seed            maphash.Seed
 	// What the next checkpoint must look at besides dirty targets: every
 	// record after an inventory change or a restore (fullPass), else the
-	// records of the objects in touched (see recID).
+	// records of the objects in touched.
 	fullPass bool
-	touched  map[string]struct{}
+	touched  touched
 }
 
 // ErrLost is returned when transitions could not be published (NATS
@@ -282,7 +282,7 @@ func newEngine(o Options) *engine {
 		kv:             &asyncKV{js: o.JS},
 		writtenTargets: map[string]uint64{}, writtenState: map[string]uint64{}, writtenSemantic: map[string]uint64{},
 		seed:     maphash.MakeSeed(),
-		fullPass: true, touched: map[string]struct{}{},
+		fullPass: true, touched: newTouched(),
 	}
 	e.since = e.now()
 	e.graceFrom = e.since

@@ -214,7 +214,7 @@ func (e *engine) expire(ctx context.Context) error {
 // verdict hands a target's verdict change to the model and notes the
 // target's record for the next checkpoint.
 func (e *engine) verdict(id string, t *target, ch checker.Change, now time.Time) []topology.Event {
-	e.touched[recID(prefRecTarget, id, "")] = struct{}{}
+	e.touched.targets[id] = struct{}{}
 	return e.model.TargetVerdict(id, ch, t.c.Votes(now), t.c.Quorum(now), now)
 }
 

@@ -23,8 +23,8 @@ func TestCheckpoint_partial_pass_stores_what_a_full_pass_would(t *testing.T) {
 		if err := e.checkpoint(ctx); err != nil {
 			t.Fatalf("%s: %v", step, err)
 		}
-		if e.fullPass || len(e.touched) != 0 {
-			t.Fatalf("%s: checkpoint left fullPass %v and %d touched records", step, e.fullPass, len(e.touched))
+		if e.fullPass || e.touched.len() != 0 {
+			t.Fatalf("%s: checkpoint left fullPass %v and %d touched records", step, e.fullPass, e.touched.len())
 		}
 		writes := fo.js.writes.Load()
 		e.fullPass = true

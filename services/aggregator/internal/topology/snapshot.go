@@ -92,27 +92,73 @@ var appliedState = map[applied]event.State{appliedNone: "", appliedUp: event.Up,
 func (m *Model) Snapshot() Snapshot {
 	var s Snapshot
 	for _, id := range slices.Sorted(maps.Keys(m.targets)) {
-		t := m.targets[id]
-		s.Targets = append(s.Targets, TargetRecord{ID: id, Record: record(t.obj), Votes: t.votes, Quorum: t.quorum})
+		s.Targets = append(s.Targets, targetRecord(m.targets[id]))
 	}
 	for _, vip := range slices.SortedFunc(maps.Keys(m.vas), netip.Addr.Compare) {
 		a := m.vas[vip]
 		s.VAs = append(s.VAs, VARecord{VIP: vip.String(), Record: record(a.obj)})
 		for _, v := range a.vss {
-			s.VSs = append(s.VSs, VSRecord{VS: v.id.String(), Record: record(v.obj), Empty: v.empty})
+			s.VSs = append(s.VSs, vsRecord(v))
 			for _, b := range v.backends {
-				r := BackendRecord{
-					VS: v.id.String(), Backend: b.id.String(), Record: record(b.obj), Weight: b.spec.Weight,
-					Applied: appliedState[b.applied], Held: b.held,
-				}
-				if p := b.pause; p != nil {
-					r.Paused, r.PausedBy, r.PausedWhy, r.PausedAt = true, p.who, p.why, toNS(p.at)
-				}
-				s.Backends = append(s.Backends, r)
+				s.Backends = append(s.Backends, backendRecord(b))
 			}
 		}
 	}
 	return s
+}
+
+// The records of single objects, as Snapshot writes them, for a checkpoint
+// that stores only what changed; ok is false when the object does not exist.
+
+// TargetRecord returns the record of target id.
+func (m *Model) TargetRecord(id string) (r TargetRecord, ok bool) {
+	if t := m.targets[id]; t != nil {
+		return targetRecord(t), true
+	}
+	return r, false
+}
+
+// VARecord returns the record of the VA of vip.
+func (m *Model) VARecord(vip netip.Addr) (r VARecord, ok bool) {
+	if a := m.vas[vip]; a != nil {
+		return VARecord{VIP: vip.String(), Record: record(a.obj)}, true
+	}
+	return r, false
+}
+
+// VSRecord returns the record of VS id.
+func (m *Model) VSRecord(id subject.VSID) (r VSRecord, ok bool) {
+	if v := m.vss[id]; v != nil {
+		return vsRecord(v), true
+	}
+	return r, false
+}
+
+// BackendRecord returns the record of backend id of VS vs.
+func (m *Model) BackendRecord(vs subject.VSID, id subject.BackendID) (r BackendRecord, ok bool) {
+	if b := m.backend(vs, id); b != nil {
+		return backendRecord(b), true
+	}
+	return r, false
+}
+
+func targetRecord(t *targetNode) TargetRecord {
+	return TargetRecord{ID: t.id, Record: record(t.obj), Votes: t.votes, Quorum: t.quorum}
+}
+
+func vsRecord(v *vsNode) VSRecord {
+	return VSRecord{VS: v.id.String(), Record: record(v.obj), Empty: v.empty}
+}
+
+func backendRecord(b *backendNode) BackendRecord {
+	r := BackendRecord{
+		VS: b.vs.id.String(), Backend: b.id.String(), Record: record(b.obj), Weight: b.spec.Weight,
+		Applied: appliedState[b.applied], Held: b.held,
+	}
+	if p := b.pause; p != nil {
+		r.Paused, r.PausedBy, r.PausedWhy, r.PausedAt = true, p.who, p.why, toNS(p.at)
+	}
+	return r
 }
 
 // pending holds restored records whose objects the inventory has not
