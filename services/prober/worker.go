@@ -44,7 +44,8 @@ type job struct {
 	prober  probe.Prober
 	target  probe.Target
 	method  string
-	mu      sync.Mutex // guards last (a job never runs twice at once, but Update may race)
+	hdr     publish.Headers // used by run only
+	mu      sync.Mutex      // guards last (a job never runs twice at once, but Update may race)
 	last    event.State
 	changes int
 }
@@ -242,7 +243,7 @@ func (j *job) run(w *worker) func(ctx context.Context) time.Duration {
 		}
 		r := event.ProbeResult{Target: j.def.ID, TS: start.UnixNano(), State: res.State, Reason: res.Reason,
 			RTT: int64(res.RTT), Detail: res.Detail, Interval: j.def.Interval, Rev: j.def.Rev}
-		if err := w.pub.Publish(j.subj, &r); err != nil {
+		if err := w.pub.Publish(j.subj, &r, &j.hdr); err != nil {
 			w.m.publishErrors.Inc()
 		}
 		w.m.observe(j.method, res)

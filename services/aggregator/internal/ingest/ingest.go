@@ -212,7 +212,7 @@ func (c *Consumer) malformed(err error) {
 
 // decode decodes one result and checks the fields the engine relies on.
 func decode(data []byte, r *event.ProbeResult) error {
-	if err := event.Unmarshal(data, r); err != nil {
+	if err := event.DecodeProbeResult(data, r); err != nil {
 		return err
 	}
 	if r.Target == "" || !r.State.Valid() {

@@ -60,20 +60,44 @@ func New(nc *nats.Conn, observer, node string, maxPending int) (*Publisher, erro
 	return p, nil
 }
 
-// Publish sends r on subj. It fills Observer, Node, Seq and V. It returns
-// ErrBackPressure when the window is full (the result is dropped).
-func (p *Publisher) Publish(subj string, r *event.ProbeResult) error {
+// Headers keeps the headers of one target's results: they repeat as long as
+// the state and reason do, so one map serves until those change (building
+// it was a dozen allocations per result). A map is never changed once
+// built, since the client may still hold it for a publish awaiting its ack.
+// The zero value is ready; it is not safe for concurrent use (one per
+// target, used by its probe).
+type Headers struct {
+	target string
+	state  event.State
+	reason event.Reason
+	h      nats.Header
+}
+
+func (c *Headers) of(r *event.ProbeResult) nats.Header {
+	if c == nil {
+		return r.Header()
+	}
+	if c.h == nil || c.target != r.Target || c.state != r.State || c.reason != r.Reason {
+		c.h, c.target, c.state, c.reason = r.Header(), r.Target, r.State, r.Reason
+	}
+	return c.h
+}
+
+// Publish sends r on subj with the headers hc keeps (nil: built for r). It
+// fills Observer, Node, Seq and V. It returns ErrBackPressure when the window
+// is full (the result is dropped).
+func (p *Publisher) Publish(subj string, r *event.ProbeResult, hc *Headers) error {
 	r.V = event.Version
 	r.Observer = p.observer
 	r.Node = p.node
 	r.Seq = p.seq.Add(1)
 	if p.core.Load() {
-		return p.publishCore(subj, r)
+		return p.publishCore(subj, r, hc.of(r))
 	}
 	// 160 bytes hold a typical result; a fresh buffer per message because
 	// the client keeps the message until its ack.
-	data := appendResult(make([]byte, 0, 160), r)
-	msg := &nats.Msg{Subject: subj, Data: data, Header: r.Header()}
+	data := event.AppendProbeResult(make([]byte, 0, 160), r)
+	msg := &nats.Msg{Subject: subj, Data: data, Header: hc.of(r)}
 	if _, err := p.js.PublishMsgAsync(msg, p.stall); err != nil {
 		if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
 			p.Stats.Dropped.Add(1)
@@ -86,14 +110,14 @@ func (p *Publisher) Publish(subj string, r *event.ProbeResult) error {
 	return nil
 }
 
-func (p *Publisher) publishCore(subj string, r *event.ProbeResult) error {
+func (p *Publisher) publishCore(subj string, r *event.ProbeResult, h nats.Header) error {
 	bp, _ := p.bufs.Get().(*[]byte)
 	if bp == nil {
 		b := make([]byte, 0, 160)
 		bp = &b
 	}
-	data := appendResult((*bp)[:0], r)
-	err := p.nc.PublishMsg(&nats.Msg{Subject: subj, Data: data, Header: r.Header()})
+	data := event.AppendProbeResult((*bp)[:0], r)
+	err := p.nc.PublishMsg(&nats.Msg{Subject: subj, Data: data, Header: h})
 	*bp = data
 	p.bufs.Put(bp)
 	switch {

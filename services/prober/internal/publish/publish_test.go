@@ -36,7 +36,7 @@ func TestPublish_results_are_stored_with_headers(t *testing.T) {
 	const n = 500
 	for i := 0; i < n; i++ {
 		r := &event.ProbeResult{Target: tid.Token(), TS: time.Now().UnixNano(), State: event.Up, Reason: event.ReasonL4OK}
-		if err := p.Publish(subj, r); err != nil {
+		if err := p.Publish(subj, r, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -65,7 +65,7 @@ func TestPublish_without_stream_counts_failures(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 10; i++ {
-		_ = p.Publish("hm.result.0.x.p1", &event.ProbeResult{State: event.Down})
+		_ = p.Publish("hm.result.0.x.p1", &event.ProbeResult{State: event.Down}, nil)
 	}
 	wait.For(t, 5*time.Second, "failures counted", func() bool { return p.Stats.Failed.Load() == 10 })
 }
@@ -89,9 +89,19 @@ func TestPublish_core_mode_sends_on_core_NATS(t *testing.T) {
 	}
 	p.SetCore(true)
 	const n = 200
+	// One header cache for every result: it must follow the target, state
+	// and reason of each.
+	var hc publish.Headers
+	state := func(i int) (event.State, event.Reason) {
+		if i%7 < 3 {
+			return event.Down, event.ReasonL4CON
+		}
+		return event.Up, event.ReasonL4OK
+	}
 	for i := 0; i < n; i++ {
-		r := &event.ProbeResult{Target: fmt.Sprintf("t%d", i), State: event.Up, Reason: event.ReasonL4OK}
-		if err := p.Publish("hm.result.0.t.p1", r); err != nil {
+		st, why := state(i)
+		r := &event.ProbeResult{Target: fmt.Sprintf("t%d", i/2), State: st, Reason: why}
+		if err := p.Publish("hm.result.0.t.p1", r, &hc); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -106,7 +116,12 @@ func TestPublish_core_mode_sends_on_core_NATS(t *testing.T) {
 		if err := event.Unmarshal(m.Data, &got); err != nil {
 			t.Fatal(err)
 		}
-		if got.Target != fmt.Sprintf("t%d", i) || got.Seq != uint64(i+1) || m.Header.Get(event.HdrState) != "up" {
+		st, why := state(i)
+		if got.Target != fmt.Sprintf("t%d", i/2) || got.Seq != uint64(i+1) || got.State != st {
+			t.Fatalf("result %d = %+v", i, got)
+		}
+		if m.Header.Get(event.HdrState) != string(st) || m.Header.Get(event.HdrReason) != string(why) ||
+			m.Header.Get(event.HdrTarget) != got.Target || m.Header.Get(event.HdrObserver) != "p1" {
 			t.Fatalf("result %d = %+v, headers %v", i, got, m.Header)
 		}
 	}
