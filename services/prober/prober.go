@@ -132,6 +132,7 @@ func Run(ctx context.Context, o Options) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); f(ctx) }()
 	}
+	start(func(ctx context.Context) { pub.Run(ctx, 0) })
 	start(func(ctx context.Context) { sched.Run(ctx) })
 	start(func(ctx context.Context) { member.Watch(ctx, layout.Members, w.registry, log) })
 	self := event.Member{ID: o.ID, Node: o.Node, Zone: o.Zone, Labels: o.Labels, Version: "1"}
@@ -155,9 +156,8 @@ func Run(ctx context.Context, o Options) error {
 	cancel()
 	wg.Wait()
 	// Let in-flight results reach the stream before the connection closes.
-	select {
-	case <-pub.Complete():
-	case <-time.After(2 * time.Second):
+	if !pub.Drain(2 * time.Second) {
+		log.Warn().Msg("results not all acknowledged at shutdown")
 	}
 	return nil
 }

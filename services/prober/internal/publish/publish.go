@@ -1,7 +1,8 @@
 // Package publish sends probe results to HM_RESULTS with asynchronous
-// JetStream publishes. A full in-flight window is back-pressure: the result is
-// dropped and counted (the next probe supersedes it), never a crash or a block
-// of the scheduler. When the results stream does not exist (the results: core
+// JetStream publishes, queued by the probes and sent together every Linger. A
+// full queue or in-flight window is back-pressure: the result is dropped and
+// counted (the next probe supersedes it), never a crash or a block of the
+// scheduler. When the results stream does not exist (the results: core
 // mode, bus.ResultsCore) results go out on core NATS instead; Follow keeps
 // the publisher in the mode the stream's existence says.
 package publish
@@ -23,21 +24,44 @@ import (
 type Stats struct {
 	Published atomic.Uint64 // handed to JetStream (or core NATS)
 	Acked     atomic.Uint64 // stored
-	Dropped   atomic.Uint64 // back-pressure: in-flight window (or reconnect buffer) full
+	Dropped   atomic.Uint64 // back-pressure: in-flight window, queue (or reconnect buffer) full
 	Failed    atomic.Uint64 // publish or ack errors
 }
 
-// Publisher publishes results for one observer.
+// Linger is how long a result waits in the queue at most before Run sends
+// it with the others that came meanwhile. A message sent the moment its
+// probe ended woke the client's flusher, the server and the aggregator once
+// per result: at 10,000 results/s that was about a third of the all-in-one's
+// user CPU (BENCHMARKS.md). 2 ms is nothing beside a probe interval.
+const Linger = 2 * time.Millisecond
+
+// maxQueue bounds the results waiting for Run: far more than a linger's worth
+// at any rate a prober reaches; it fills only when sending stalls.
+const maxQueue = 1 << 16
+
+// Publisher publishes results for one observer: Publish queues, Run sends.
 type Publisher struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	core     atomic.Bool // publish on core NATS (no results stream)
-	bufs     sync.Pool   // core mode: the client copies the data, so buffers are reused
 	observer string
 	node     string
 	seq      atomic.Uint64
 	stall    jetstream.PublishOpt
 	Stats    Stats
+
+	mu    sync.Mutex // guards queue
+	queue []queued
+	send  sync.Mutex // one sender at a time (Run's ticks, Complete); guards spare
+	spare []queued
+	bufs  sync.Pool // core mode: the client copies the data, so buffers are reused
+}
+
+// queued is a result waiting to be sent.
+type queued struct {
+	subj string
+	data *[]byte
+	hdr  nats.Header
 }
 
 // New returns a publisher whose JetStream context reports async failures to
@@ -46,7 +70,7 @@ func New(nc *nats.Conn, observer, node string, maxPending int) (*Publisher, erro
 	if maxPending <= 0 {
 		maxPending = 4000
 	}
-	// A short stall absorbs bursts without holding a probe worker long.
+	// A short stall absorbs bursts without holding the sender long.
 	p := &Publisher{nc: nc, observer: observer, node: node, stall: jetstream.WithStallWait(20 * time.Millisecond)}
 	js, err := jetstream.New(nc,
 		jetstream.WithPublishAsyncMaxPending(maxPending),
@@ -83,53 +107,93 @@ func (c *Headers) of(r *event.ProbeResult) nats.Header {
 	return c.h
 }
 
-// Publish sends r on subj with the headers hc keeps (nil: built for r). It
-// fills Observer, Node, Seq and V. It returns ErrBackPressure when the window
-// is full (the result is dropped).
+// Publish queues r for subj with the headers hc keeps (nil: built for r);
+// Run sends it within Linger. It fills Observer, Node, Seq and V. It returns
+// ErrBackPressure when the queue is full (the result is dropped).
 func (p *Publisher) Publish(subj string, r *event.ProbeResult, hc *Headers) error {
 	r.V = event.Version
 	r.Observer = p.observer
 	r.Node = p.node
 	r.Seq = p.seq.Add(1)
-	if p.core.Load() {
-		return p.publishCore(subj, r, hc.of(r))
-	}
-	// 160 bytes hold a typical result; a fresh buffer per message because
-	// the client keeps the message until its ack.
-	data := event.AppendProbeResult(make([]byte, 0, 160), r)
-	msg := &nats.Msg{Subject: subj, Data: data, Header: hc.of(r)}
-	if _, err := p.js.PublishMsgAsync(msg, p.stall); err != nil {
-		if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
-			p.Stats.Dropped.Add(1)
-			return ErrBackPressure
-		}
-		p.Stats.Failed.Add(1)
-		return err
-	}
-	p.Stats.Published.Add(1)
-	return nil
-}
-
-func (p *Publisher) publishCore(subj string, r *event.ProbeResult, h nats.Header) error {
 	bp, _ := p.bufs.Get().(*[]byte)
 	if bp == nil {
+		// 160 bytes hold a typical result.
 		b := make([]byte, 0, 160)
 		bp = &b
 	}
-	data := event.AppendProbeResult((*bp)[:0], r)
-	err := p.nc.PublishMsg(&nats.Msg{Subject: subj, Data: data, Header: h})
-	*bp = data
-	p.bufs.Put(bp)
-	switch {
-	case errors.Is(err, nats.ErrReconnectBufExceeded):
+	*bp = event.AppendProbeResult((*bp)[:0], r)
+	q := queued{subj: subj, data: bp, hdr: hc.of(r)}
+	p.mu.Lock()
+	full := len(p.queue) >= maxQueue
+	if !full {
+		p.queue = append(p.queue, q)
+	}
+	p.mu.Unlock()
+	if full {
+		p.bufs.Put(bp)
 		p.Stats.Dropped.Add(1)
 		return ErrBackPressure
-	case err != nil:
-		p.Stats.Failed.Add(1)
-		return err
 	}
-	p.Stats.Published.Add(1)
 	return nil
+}
+
+// Run sends the queued results every `every` (0: Linger) until ctx ends,
+// then sends what is left.
+func (p *Publisher) Run(ctx context.Context, every time.Duration) {
+	if every <= 0 {
+		every = Linger
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			p.flush()
+			return
+		case <-t.C:
+			p.flush()
+		}
+	}
+}
+
+// flush sends everything queued: on core NATS each message is copied into
+// the connection's buffer at once, so the data buffers go back to the pool;
+// JetStream keeps a message until its ack, so there they are the message's.
+func (p *Publisher) flush() {
+	p.send.Lock()
+	defer p.send.Unlock()
+	p.mu.Lock()
+	batch := p.queue
+	p.queue = p.spare[:0]
+	p.mu.Unlock()
+	core := p.core.Load()
+	var m nats.Msg // core: reused, the client copies it
+	for i := range batch {
+		q := &batch[i]
+		if core {
+			m.Subject, m.Data, m.Header = q.subj, *q.data, q.hdr
+			p.count(p.nc.PublishMsg(&m), nats.ErrReconnectBufExceeded)
+			p.bufs.Put(q.data)
+		} else {
+			_, err := p.js.PublishMsgAsync(&nats.Msg{Subject: q.subj, Data: *q.data, Header: q.hdr}, p.stall)
+			p.count(err, jetstream.ErrTooManyStalledMsgs)
+		}
+	}
+	clear(batch)
+	p.spare = batch[:0]
+}
+
+// count records the outcome of one send; full is the error that means
+// back-pressure.
+func (p *Publisher) count(err, full error) {
+	switch {
+	case err == nil:
+		p.Stats.Published.Add(1)
+	case errors.Is(err, full):
+		p.Stats.Dropped.Add(1)
+	default:
+		p.Stats.Failed.Add(1)
+	}
 }
 
 // SetCore switches between JetStream (false) and core NATS (true).
@@ -141,19 +205,21 @@ func (p *Publisher) Core() bool { return p.core.Load() }
 // Pending is the number of results awaiting an ack.
 func (p *Publisher) Pending() int { return p.js.PublishAsyncPending() }
 
-// Complete is closed when every pending publish has been acked and what was
-// sent on core NATS is flushed (for a draining shutdown).
-func (p *Publisher) Complete() <-chan struct{} {
-	if !p.core.Load() {
-		return p.js.PublishAsyncComplete()
+// Drain sends everything queued and waits, at most timeout, until it is
+// acked (JetStream) or flushed (core NATS); it reports whether that
+// happened. For a draining shutdown, after Run has returned.
+func (p *Publisher) Drain(timeout time.Duration) bool {
+	p.flush()
+	deadline := time.Now().Add(timeout)
+	if p.core.Load() {
+		return p.nc.FlushTimeout(timeout) == nil
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = p.nc.FlushTimeout(2 * time.Second)
-		<-p.js.PublishAsyncComplete()
-	}()
-	return done
+	select {
+	case <-p.js.PublishAsyncComplete():
+		return true
+	case <-time.After(time.Until(deadline)):
+		return false
+	}
 }
 
 // FollowEvery is how often Follow checks whether the results stream exists.

@@ -2,11 +2,13 @@ package publish_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"go.uber.org/goleak"
 
 	"github.com/healthmesh/healthmesh/services/prober/internal/publish"
@@ -19,6 +21,21 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// newPublisher returns a publisher of observer p1 on node n1 whose Run
+// sends until the test ends.
+func newPublisher(t *testing.T, nc *nats.Conn) *publish.Publisher {
+	t.Helper()
+	p, err := publish.New(nc, "p1", "n1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); p.Run(ctx, 0) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return p
+}
+
 func TestPublish_results_are_stored_with_headers(t *testing.T) {
 	s := natstest.RunServer(t)
 	nc, js := s.JetStream()
@@ -26,10 +43,7 @@ func TestPublish_results_are_stored_with_headers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := publish.New(nc, "p1", "n1", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := newPublisher(t, nc)
 	ep, _ := subject.ParseEndpoint("127.0.0.1-TCP-80")
 	tid := subject.TargetID{Endpoint: ep, Method: "tcp", Hash: "0000abcd"}
 	subj := l.Space.Result(tid, "p1")
@@ -60,10 +74,7 @@ func TestPublish_results_are_stored_with_headers(t *testing.T) {
 func TestPublish_without_stream_counts_failures(t *testing.T) {
 	s := natstest.RunServer(t)
 	nc := s.Connect()
-	p, err := publish.New(nc, "p1", "n1", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := newPublisher(t, nc)
 	for i := 0; i < 10; i++ {
 		_ = p.Publish("hm.result.0.x.p1", &event.ProbeResult{State: event.Down}, nil)
 	}
@@ -83,10 +94,7 @@ func TestPublish_core_mode_sends_on_core_NATS(t *testing.T) {
 	if err := sc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	p, err := publish.New(nc, "p1", "n1", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := newPublisher(t, nc)
 	p.SetCore(true)
 	const n = 200
 	// One header cache for every result: it must follow the target, state
@@ -105,7 +113,9 @@ func TestPublish_core_mode_sends_on_core_NATS(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	<-p.Complete()
+	if !p.Drain(5 * time.Second) {
+		t.Fatal("not drained")
+	}
 	// Each message has its own content although the buffers are reused.
 	for i := 0; i < n; i++ {
 		m, err := sub.NextMsg(5 * time.Second)
@@ -137,10 +147,7 @@ func TestFollow_switches_with_the_results_stream(t *testing.T) {
 	if _, err := bus.Ensure(context.Background(), js, sp, bus.Settings{}); err != nil {
 		t.Fatal(err)
 	}
-	p, err := publish.New(nc, "p1", "n1", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := newPublisher(t, nc)
 	p.SetCore(true) // wrong on purpose: Follow corrects it
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -161,5 +168,34 @@ func TestFollow_switches_with_the_results_stream(t *testing.T) {
 	wait.For(t, 5*time.Second, "jetstream mode again", func() bool { return !p.Core() })
 	if n := switches.Load(); n != 3 {
 		t.Fatalf("%d mode switches reported, want 3", n)
+	}
+}
+
+// Results queue until Run (or Drain) sends them; a queue that stopped
+// moving is back-pressure: results beyond it are dropped and counted.
+func TestPublish_full_queue_is_back_pressure(t *testing.T) {
+	s := natstest.RunServer(t)
+	p, err := publish.New(s.Connect(), "p1", "n1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.SetCore(true)
+	refused := 0
+	const n = 1<<16 + 10 // the queue's bound plus 10
+	for i := 0; i < n; i++ {
+		err := p.Publish("hm.result.0.t.p1", &event.ProbeResult{Target: "t", State: event.Up}, nil)
+		switch {
+		case errors.Is(err, publish.ErrBackPressure):
+			refused++
+		case err != nil:
+			t.Fatal(err)
+		}
+	}
+	if refused != 10 || p.Stats.Dropped.Load() != 10 || p.Stats.Published.Load() != 0 {
+		t.Fatalf("refused %d, dropped %d, published %d before any send; want 10, 10, 0",
+			refused, p.Stats.Dropped.Load(), p.Stats.Published.Load())
+	}
+	if !p.Drain(5*time.Second) || p.Stats.Published.Load() != n-10 {
+		t.Fatalf("drain: published %d, want %d", p.Stats.Published.Load(), n-10)
 	}
 }
