@@ -1,8 +1,11 @@
 package inventory
 
 import (
+	"cmp"
 	"context"
 	"reflect"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -65,11 +68,17 @@ func Run(ctx context.Context, o Options) {
 	}
 	var last []dpvsagent.VirtualServer
 	listed := o.Agent == nil
-	// What was last handed to the engine: a listing that changes nothing
-	// the inventory uses (DPVS's traffic counters change every time) is not
-	// sent again, so a steady fleet costs the engine no full re-judgement,
-	// hm_targets comparison and full checkpoint pass every list interval.
-	var sent *engine.Desired
+	// What the last inventory sent was built from: a listing that differs
+	// from it only in what the inventory does not use (DPVS's traffic
+	// counters, the order of services) under the same configuration is not
+	// built and sent again, so a steady fleet costs the engine no full
+	// re-judgement, hm_targets comparison and checkpoint pass every list
+	// interval.
+	var (
+		sentList []dpvsagent.VirtualServer
+		sentCfg  *config.Config
+		sent     bool
+	)
 	list := func() {
 		if o.Agent == nil {
 			return
@@ -84,6 +93,7 @@ func Run(ctx context.Context, o Options) {
 			}
 			return
 		}
+		normalize(vss)
 		last, listed = vss, true
 	}
 	build := func() {
@@ -92,12 +102,13 @@ func Run(ctx context.Context, o Options) {
 			// empty one would make every VS look removed.
 			return
 		}
-		d, problems := Build(o.Config(), last)
-		if sent != nil && reflect.DeepEqual(*sent, d) {
+		cfg := o.Config()
+		if sent && cfg == sentCfg && reflect.DeepEqual(last, sentList) {
 			o.Metrics.Unchanged.Inc() // and its problems were logged when it was sent
 			return
 		}
-		sent = &d
+		d, problems := Build(cfg, last)
+		sentList, sentCfg, sent = last, cfg, true
 		for _, p := range problems {
 			o.Log.Warn().Str("object", p.Object).Msg("inventory: " + p.Msg)
 		}
@@ -127,4 +138,24 @@ func Run(ctx context.Context, o Options) {
 			build()
 		}
 	}
+}
+
+// normalize drops from a listing what the inventory does not use and can
+// change between two listings of the same services: traffic counters and the
+// order of services and of their real servers.
+func normalize(vss []dpvsagent.VirtualServer) {
+	for i := range vss {
+		v := &vss[i]
+		v.Stats = nil
+		for j := range v.RSs.Items {
+			v.RSs.Items[j].Stats = nil
+		}
+		slices.SortFunc(v.RSs.Items, func(a, b dpvsagent.RealServerExpand) int {
+			return cmp.Or(strings.Compare(a.Spec.IP, b.Spec.IP), cmp.Compare(a.Spec.Port, b.Spec.Port))
+		})
+	}
+	slices.SortFunc(vss, func(a, b dpvsagent.VirtualServer) int {
+		return cmp.Or(strings.Compare(a.Addr, b.Addr), cmp.Compare(a.Proto, b.Proto), cmp.Compare(a.Port, b.Port),
+			cmp.Compare(a.Fwmark, b.Fwmark))
+	})
 }
