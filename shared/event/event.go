@@ -116,8 +116,6 @@ const (
 	HdrFrom        = "Hm-From"
 	HdrTo          = "Hm-To"
 	HdrReason      = "Hm-Reason"
-	HdrTarget      = "Hm-Target"
-	HdrObserver    = "Hm-Observer"
 	HdrState       = "Hm-State"
 	HdrNode        = "Hm-Node"
 	HdrOK          = "Hm-Ok"

@@ -13,14 +13,14 @@ func baseHeader(schema string) nats.Header {
 	return h
 }
 
-// Header returns the NATS headers of a probe result.
+// Header returns the NATS headers of a probe result: its schema, state and
+// reason. Results are the one high-volume message, and every header costs
+// each result about 0.3 µs of CPU to write, route and parse again in the
+// aggregator, so they carry only what their subject does not say: the
+// target and observer are its last two tokens, and the schema names the
+// codec (docs/design-notes.md).
 func (r *ProbeResult) Header() nats.Header {
-	h := baseHeader(SchemaProbeResult)
-	h.Set(HdrTarget, r.Target)
-	h.Set(HdrObserver, r.Observer)
-	h.Set(HdrState, string(r.State))
-	h.Set(HdrReason, string(r.Reason))
-	return h
+	return nats.Header{HdrSchema: {SchemaProbeResult}, HdrState: {string(r.State)}, HdrReason: {string(r.Reason)}}
 }
 
 // MsgID is the result's Nats-Msg-Id: observer and its sequence.

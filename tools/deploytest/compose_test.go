@@ -507,7 +507,12 @@ func followResults(t *testing.T, nc *nats.Conn) *resultLog {
 	t.Helper()
 	l := &resultLog{seen: map[string]map[string][]time.Time{}, downs: map[string]map[string]time.Time{}}
 	sub, err := nc.Subscribe("hm.result.>", func(m *nats.Msg) {
-		tg, ob := m.Header.Get(event.HdrTarget), m.Header.Get(event.HdrObserver)
+		// hm.result.<part>.<target>.<observer>
+		tok := strings.Split(m.Subject, ".")
+		if len(tok) != 5 {
+			return
+		}
+		tg, ob := tok[3], tok[4]
 		now := time.Now()
 		l.mu.Lock()
 		defer l.mu.Unlock()

@@ -131,7 +131,7 @@ func TestPublish_core_mode_sends_on_core_NATS(t *testing.T) {
 			t.Fatalf("result %d = %+v", i, got)
 		}
 		if m.Header.Get(event.HdrState) != string(st) || m.Header.Get(event.HdrReason) != string(why) ||
-			m.Header.Get(event.HdrTarget) != got.Target || m.Header.Get(event.HdrObserver) != "p1" {
+			m.Header.Get(event.HdrSchema) != event.SchemaProbeResult {
 			t.Fatalf("result %d = %+v, headers %v", i, got, m.Header)
 		}
 	}
