@@ -96,7 +96,7 @@ type Options struct {
 	// restart, deterministically, so it trades restart work for write load.
 	CheckpointEvery time.Duration
 	FetchBatch      int           // results per fetch (default 2000)
-	ExpireEvery     time.Duration // staleness check period (default 500ms)
+	ExpireEvery     time.Duration // staleness check period (default 1s: stale windows are several seconds)
 	Durable         string        // results consumer name (default "aggregator")
 	CoreBuffer      int           // results: core: results buffered while busy (default ingest.CoreBuffer)
 	Metrics         *Metrics      // may be nil
@@ -267,7 +267,7 @@ func newEngine(o Options) *engine {
 		o.FetchBatch = 2000
 	}
 	if o.ExpireEvery <= 0 {
-		o.ExpireEvery = 500 * time.Millisecond
+		o.ExpireEvery = time.Second
 	}
 	if o.Now == nil {
 		o.Now = time.Now
