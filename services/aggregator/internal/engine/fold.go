@@ -48,7 +48,7 @@ func (e *engine) applyDesired(ctx context.Context, d Desired) error {
 				}
 				delete(e.restoredTargets, id)
 			}
-			t = &target{c: c, def: def, dirty: true}
+			t = &target{c: c, dirty: true}
 			e.targets[id] = t
 			if v := c.Verdict(); v != event.Unknown {
 				changes = append(changes, struct {
@@ -58,7 +58,6 @@ func (e *engine) applyDesired(ctx context.Context, d Desired) error {
 			}
 			continue
 		}
-		t.def = def
 		if t.c.Params() != def.Params {
 			ch, changed, err := t.c.SetParams(def.Params, now)
 			if err != nil {
@@ -198,7 +197,7 @@ func (e *engine) expire(ctx context.Context) error {
 	now := e.now()
 	var out []entry
 	for id, t := range e.targets {
-		if now.Sub(e.graceFrom) < t.def.Params.StaleWindow() {
+		if now.Sub(e.graceFrom) < t.c.Params().StaleWindow() {
 			continue
 		}
 		ch, ok := t.c.Expire(now)

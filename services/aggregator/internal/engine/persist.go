@@ -222,7 +222,7 @@ func (e *engine) checkpoint(ctx context.Context) error {
 		if full {
 			seen[key] = true
 		}
-		p := t.def.Params
+		p := t.c.Params()
 		sd := t.c.SemanticDigest(e.seed, max(p.UpRetry, p.DownRetry)+1)
 		if w, ok := e.writtenSemantic[key]; !ok || w != sd {
 			s := t.c.Snapshot()

@@ -86,23 +86,36 @@ func New(nc *nats.Conn, observer, node string, maxPending int) (*Publisher, erro
 
 // Headers keeps the headers of one target's results: they repeat as long as
 // the state and reason do, so one map serves until those change (building
-// it was a dozen allocations per result). A map is never changed once
-// built, since the client may still hold it for a publish awaiting its ack.
-// The zero value is ready; it is not safe for concurrent use (one per
-// target, used by its probe).
+// it was a dozen allocations per result), and the maps are shared by every
+// target (results' headers name no target: event.ProbeResult.Header). A
+// map is never changed once built, since the client may still hold it for
+// a publish awaiting its ack. The zero value is ready; it is not safe for
+// concurrent use (one per target, used by its probe).
 type Headers struct {
-	target string
 	state  event.State
 	reason event.Reason
 	h      nats.Header
+}
+
+// sharedHeaders holds a header map per state and reason seen.
+var sharedHeaders sync.Map // headerKey -> nats.Header
+
+type headerKey struct {
+	state  event.State
+	reason event.Reason
 }
 
 func (c *Headers) of(r *event.ProbeResult) nats.Header {
 	if c == nil {
 		return r.Header()
 	}
-	if c.h == nil || c.target != r.Target || c.state != r.State || c.reason != r.Reason {
-		c.h, c.target, c.state, c.reason = r.Header(), r.Target, r.State, r.Reason
+	if c.h == nil || c.state != r.State || c.reason != r.Reason {
+		k := headerKey{r.State, r.Reason}
+		h, ok := sharedHeaders.Load(k)
+		if !ok {
+			h, _ = sharedHeaders.LoadOrStore(k, r.Header())
+		}
+		c.h, c.state, c.reason = h.(nats.Header), r.State, r.Reason
 	}
 	return c.h
 }
