@@ -240,6 +240,7 @@ func Run(ctx context.Context, o Options) error {
 			if err := e.fold(ctx, b); err != nil {
 				return err
 			}
+			b.Release()
 		case d := <-o.Desired:
 			if err := e.applyDesired(ctx, d); err != nil {
 				return err

@@ -179,6 +179,7 @@ func (e *engine) fold(ctx context.Context, b ingest.Batch) error {
 	if b.Last > 0 {
 		e.seq = b.Last
 		bb := b
+		bb.Results, bb.Seqs = nil, nil // released by Run; Ack needs neither
 		e.pending = &bb
 	}
 	e.caughtUp = b.Pending == 0

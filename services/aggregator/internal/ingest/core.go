@@ -61,7 +61,7 @@ func (c *Core) Counts() *Stats { return &c.stats }
 
 // Next implements Source.
 func (c *Core) Next(ctx context.Context, max int, wait time.Duration) (Batch, error) {
-	var b Batch
+	b := newBatch()
 	if err := ctx.Err(); err != nil {
 		return b, err
 	}

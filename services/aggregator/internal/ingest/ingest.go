@@ -8,6 +8,7 @@ package ingest
 
 import (
 	"context"
+	"sync"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -39,6 +40,36 @@ type Batch struct {
 	// after this batch: 0 means caught up.
 	Pending uint64
 	last    jetstream.Msg // acking it acks the whole batch and all before (AckAll)
+}
+
+// batchSlices recycles the slices of folded batches (Release): a batch holds
+// up to thousands of results, and a fresh one grown for every batch was a
+// tenth of the all-in-one's allocations at 10,000 results/s.
+var batchSlices sync.Pool // *batchBuf
+
+type batchBuf struct {
+	results []event.ProbeResult
+	seqs    []uint64
+}
+
+// newBatch returns an empty batch, with recycled slices when there are some.
+func newBatch() Batch {
+	if bb, ok := batchSlices.Get().(*batchBuf); ok {
+		return Batch{Results: bb.results[:0], Seqs: bb.seqs[:0]}
+	}
+	return Batch{}
+}
+
+// Release hands b's slices back for later batches. Neither b's results nor
+// a copy of b that shares them may be read afterwards; Ack and Last still
+// work.
+func (b *Batch) Release() {
+	if cap(b.Results) == 0 {
+		return
+	}
+	clear(b.Results) // the strings they hold
+	batchSlices.Put(&batchBuf{results: b.Results[:0], seqs: b.Seqs[:0]})
+	b.Results, b.Seqs = nil, nil
 }
 
 // Ack acknowledges every result up to the end of this batch. Call it only
@@ -123,7 +154,7 @@ const DefaultLinger = 10 * time.Millisecond
 // Next, so a result is never read twice nor dropped between calls. An empty
 // batch with a nil error means a pull ended with nothing more: caught up.
 func (c *Consumer) Next(ctx context.Context, max int, wait time.Duration) (Batch, error) {
-	var b Batch
+	b := newBatch()
 	if err := ctx.Err(); err != nil {
 		return b, err
 	}
