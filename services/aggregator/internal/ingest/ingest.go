@@ -8,9 +8,9 @@ package ingest
 
 import (
 	"context"
-	"sync"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
