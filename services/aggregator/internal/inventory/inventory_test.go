@@ -13,6 +13,7 @@ import (
 
 	"github.com/healthmesh/healthmesh/services/aggregator/internal/engine"
 	"github.com/healthmesh/healthmesh/services/aggregator/internal/inventory"
+	"github.com/healthmesh/healthmesh/services/aggregator/internal/topology"
 	"github.com/healthmesh/healthmesh/shared/config"
 	"github.com/healthmesh/healthmesh/shared/dpvsagent"
 	"github.com/healthmesh/healthmesh/shared/dpvsagent/agenttest"
@@ -247,4 +248,26 @@ func TestRun_bad_agent_answers_keep_the_inventory_and_only_changes_are_sent(t *t
 	case <-time.After(5 * time.Second):
 		t.Fatal("no inventory sent after a backend was added")
 	}
+	// A VS whose backends all went is judged Down only when a second
+	// inventory in a row lists it empty: that inventory is sent twice, then
+	// no more.
+	// (POST replaces the list; a DELETE stays in the agent's listing.)
+	if err := client.PostRS(context.Background(), vs, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range topology.EmptyInventories {
+		select {
+		case d := <-out:
+			for _, s := range d.Inventory.VSs {
+				if s.ID == vs && len(s.Backends) != 0 {
+					t.Fatalf("inventory %d after the backends were deleted: %s has %d", i+1, vs, len(s.Backends))
+				}
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("inventory %d of %d with %s empty not sent", i+1, topology.EmptyInventories, vs)
+		}
+	}
+	before := testutil.ToFloat64(m.Unchanged)
+	wait.For(t, 5*time.Second, "two more unchanged listings", func() bool { return testutil.ToFloat64(m.Unchanged) >= before+2 })
+	noneSent("the empty VS was judged")
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/healthmesh/healthmesh/services/aggregator/internal/engine"
+	"github.com/healthmesh/healthmesh/services/aggregator/internal/topology"
 	"github.com/healthmesh/healthmesh/shared/config"
 	"github.com/healthmesh/healthmesh/shared/dpvsagent"
 )
@@ -74,10 +75,15 @@ func Run(ctx context.Context, o Options) {
 	// built and sent again, so a steady fleet costs the engine no full
 	// re-judgement, hm_targets comparison and checkpoint pass every list
 	// interval.
+	// An inventory with a VS that lists no backend is an exception: the
+	// model judges such a VS Down only once topology.EmptyInventories
+	// inventories in a row listed it empty, so that one is repeated until
+	// then.
 	var (
 		sentList []dpvsagent.VirtualServer
 		sentCfg  *config.Config
 		sent     bool
+		repeats  int // times the last inventory with an empty VS may still be sent again
 	)
 	list := func() {
 		if o.Agent == nil {
@@ -103,12 +109,21 @@ func Run(ctx context.Context, o Options) {
 			return
 		}
 		cfg := o.Config()
-		if sent && cfg == sentCfg && reflect.DeepEqual(last, sentList) {
+		unchanged := sent && cfg == sentCfg && reflect.DeepEqual(last, sentList)
+		if unchanged && repeats == 0 {
 			o.Metrics.Unchanged.Inc() // and its problems were logged when it was sent
 			return
 		}
 		d, problems := Build(cfg, last)
-		sentList, sentCfg, sent = last, cfg, true
+		if unchanged {
+			repeats--
+		} else {
+			sentList, sentCfg, sent = last, cfg, true
+			repeats = 0
+			if slices.ContainsFunc(d.Inventory.VSs, func(v topology.VSSpec) bool { return len(v.Backends) == 0 }) {
+				repeats = topology.EmptyInventories - 1
+			}
+		}
 		for _, p := range problems {
 			o.Log.Warn().Str("object", p.Object).Msg("inventory: " + p.Msg)
 		}

@@ -191,7 +191,7 @@ func (v *vsNode) judge(c event.Counts) event.State {
 	case v.spec.Unchecked:
 		return event.Unknown
 	case c.Total == 0:
-		if v.empty >= emptyInventories {
+		if v.empty >= EmptyInventories {
 			return event.Down
 		}
 		return event.Unknown

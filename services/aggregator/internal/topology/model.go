@@ -110,9 +110,10 @@ const DefaultWeight = 1
 // must exceed the HM_EVENTS duplicate window.
 const TombstoneTTL = time.Hour
 
-// emptyInventories is how many inventories in a row must list a VS without
-// backends before it is judged Down.
-const emptyInventories = 2
+// EmptyInventories is how many inventories in a row must list a VS without
+// backends before it is judged Down (so an inventory that lists one must be
+// given to SetInventory that many times, even when nothing else changed).
+const EmptyInventories = 2
 
 // ErrInventory is wrapped by every SetInventory validation error.
 var ErrInventory = errors.New("topology: invalid inventory")
@@ -465,7 +466,7 @@ func (m *Model) syncVS(v *vsNode, spec VSSpec, now time.Time, out *[]Event) {
 	v.backends = merged
 	if len(merged) > 0 {
 		v.empty = 0
-	} else if v.empty < emptyInventories {
+	} else if v.empty < EmptyInventories {
 		v.empty++
 	}
 	for _, b := range v.backends {
