@@ -383,7 +383,7 @@ func (d *deliverer) plan(latest map[string]*item, p *pending) ([]executor.Job, [
 				d.noop(p, it, metrics.SkipListed)
 				continue
 			}
-			gk := it.id.VS.Token() + "\x00" + executor.SpecKey(*t.Action)
+			gk := it.id.VS.Token() + "\x00" + t.Action.Key()
 			i, ok := byVS[gk]
 			if !ok {
 				i = len(jobs)

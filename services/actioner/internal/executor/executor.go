@@ -7,10 +7,6 @@ package executor
 import (
 	"context"
 	"errors"
-	"fmt"
-	"maps"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -52,7 +48,7 @@ type Executor struct {
 	known map[string]bool // actioner names, the only values of metric labels
 
 	mu    sync.Mutex
-	cache map[string]action.Actioner // by cacheKey(spec)
+	cache map[string]action.Actioner // by spec.Identity()
 }
 
 // New returns an executor.
@@ -84,7 +80,7 @@ type Job struct {
 // A spec that cannot be built (unknown name, bad params, no agent) is a
 // permanent *action.Error.
 func (x *Executor) Actioner(spec event.ActionSpec, r action.Request) (action.Actioner, error) {
-	key := cacheKey(spec)
+	key := spec.Identity()
 	x.mu.Lock()
 	a := x.cache[key]
 	x.mu.Unlock()
@@ -239,20 +235,4 @@ func logField(k event.Kind) string {
 		return "va"
 	}
 	return "vs"
-}
-
-// cacheKey identifies an actioner by name and params.
-func cacheKey(spec event.ActionSpec) string {
-	var b strings.Builder
-	b.WriteString(spec.Actioner)
-	for _, k := range slices.Sorted(maps.Keys(spec.Params)) {
-		fmt.Fprintf(&b, "\x00%s=%s", k, spec.Params[k])
-	}
-	return b.String()
-}
-
-// SpecKey is a stable identity of spec (name, params, timeout, sync time),
-// for grouping the backends of one VS that share an actioner.
-func SpecKey(spec event.ActionSpec) string {
-	return fmt.Sprintf("%s\x00%d\x00%d", cacheKey(spec), spec.Timeout, spec.SyncTime)
 }

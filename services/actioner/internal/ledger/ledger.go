@@ -10,6 +10,7 @@ package ledger
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"strings"
 	"sync"
@@ -54,12 +55,32 @@ func (s Status) String() string {
 // Object is one object's entry.
 type Object struct {
 	Key      string
-	Desired  *event.Transition // never modified once stored; nil after removal from hm_state
+	Desired  *Desired // never modified once stored
 	Status   Status
 	Failures int // consecutive failed attempts for the desired state
 	// Initial is set for objects first known before hm_state's initial load
 	// of their kind completed: the state this process starts from.
 	Initial bool
+}
+
+// Desired is what an object's last transition asks of the load balancer:
+// the part of the transition the ledger keeps for as long as the object
+// exists. Its votes, counts and provenance are in HM_EVENTS; holding every
+// decoded transition cost about 1 KiB per backend.
+type Desired struct {
+	Gen      uint64
+	From, To event.State
+	Reason   event.Reason
+	// Action is the actioner asked for, nil for none; objects asking for
+	// equal specs share one.
+	Action *event.ActionSpec
+	// Apply is set for backend transitions that say what to set: weight,
+	// inhibited flag, and the dpvs-agent VS version the decision was made
+	// against.
+	Apply     bool
+	Weight    uint16
+	Inhibited bool
+	Version   string
 }
 
 // Ledger is safe for concurrent use.
@@ -68,14 +89,70 @@ type Ledger struct {
 	seen    map[string]uint64   // key → highest stream sequence delivered
 	objects map[string]*Object  // key → entry with a desired state
 	synced  map[event.Kind]bool // kinds whose hm_state entries have been loaded once
+
+	specs    map[string]*event.ActionSpec // by Key: the shared copies
+	specsMax int                          // len(specs) that makes desired drop the unused ones
+	names    map[string]string            // states and reasons, one copy each
+}
+
+// maxNames bounds the names kept: states and reason codes are a small set.
+const maxNames = 256
+
+// desired builds the entry kept for t.
+func (l *Ledger) desired(t *event.Transition) *Desired {
+	d := &Desired{Gen: t.Gen, From: event.State(l.name(string(t.From))), To: event.State(l.name(string(t.To))),
+		Reason: event.Reason(l.name(string(t.Reason)))}
+	if a := t.Apply; a != nil {
+		d.Apply, d.Weight, d.Inhibited, d.Version = true, a.Weight, a.Inhibited, a.Version
+	}
+	if t.Action != nil {
+		d.Action = l.spec(t.Action)
+	}
+	return d
+}
+
+// name returns the kept copy of s.
+func (l *Ledger) name(s string) string {
+	if c, ok := l.names[s]; ok {
+		return c
+	}
+	if len(l.names) < maxNames {
+		l.names[s] = s
+	}
+	return s
+}
+
+// spec returns the shared copy of a (equal specs, one copy). When the
+// table has doubled since it was last swept, the specs no object uses any
+// more (a configuration changed them) are dropped.
+func (l *Ledger) spec(a *event.ActionSpec) *event.ActionSpec {
+	k := a.Key()
+	if c, ok := l.specs[k]; ok {
+		return c
+	}
+	if len(l.specs) >= l.specsMax {
+		used := map[*event.ActionSpec]bool{}
+		for _, o := range l.objects {
+			if o.Desired != nil && o.Desired.Action != nil {
+				used[o.Desired.Action] = true
+			}
+		}
+		maps.DeleteFunc(l.specs, func(_ string, s *event.ActionSpec) bool { return !used[s] })
+		l.specsMax = max(64, 2*len(l.specs))
+	}
+	l.specs[k] = a
+	return a
 }
 
 // New returns an empty ledger.
 func New() *Ledger {
 	return &Ledger{
-		seen:    map[string]uint64{},
-		objects: map[string]*Object{},
-		synced:  map[event.Kind]bool{},
+		seen:     map[string]uint64{},
+		objects:  map[string]*Object{},
+		synced:   map[event.Kind]bool{},
+		specs:    map[string]*event.ActionSpec{},
+		specsMax: 64,
+		names:    map[string]string{},
 	}
 }
 
@@ -117,11 +194,9 @@ func (l *Ledger) Want(key string, t *event.Transition) {
 	o := l.objects[key]
 	switch {
 	case o == nil:
-		l.objects[key] = &Object{Key: key, Desired: t, Initial: !l.synced[kindOf(key)]}
+		l.objects[key] = &Object{Key: key, Desired: l.desired(t), Initial: !l.synced[kindOf(key)]}
 	case o.Desired == nil || t.Gen > o.Desired.Gen:
-		o.Desired, o.Status, o.Failures = t, Unconfirmed, 0
-	case t.Gen == o.Desired.Gen:
-		o.Desired = t // the same transition again (KV copy of the event)
+		o.Desired, o.Status, o.Failures = l.desired(t), Unconfirmed, 0
 	}
 }
 

@@ -197,3 +197,51 @@ func TestOutdated_and_Count(t *testing.T) {
 		t.Errorf("Count = %d, %d; want 1, 1", b, v)
 	}
 }
+
+func TestWant_keeps_what_applying_needs_and_shares_specs(t *testing.T) {
+	l := New()
+	spec := func(vip string) *event.ActionSpec {
+		return &event.ActionSpec{Actioner: "BackendUpdate", Params: map[string]string{"vip": vip}, Timeout: 2e9}
+	}
+	full := func(gen uint64, s *event.ActionSpec) *event.Transition {
+		return &event.Transition{
+			Kind: event.KindBackend, Object: "192.0.2.11-TCP-8080", VS: "192.0.2.1-TCP-80", From: event.Up, To: event.Down,
+			Reason: "L4CON", Detail: "connection refused", Gen: gen, Votes: []event.Vote{{Observer: "p1", State: event.Down}},
+			Counts: &event.Counts{Up: 1, Total: 2},
+			Apply:  &event.BackendApply{VIP: "192.0.2.1", VPort: 80, Proto: "TCP", Addr: "192.0.2.11", Port: 8080, Weight: 0, UserWeight: 5, Inhibited: true, Version: "7"},
+			Action: s,
+		}
+	}
+	l.Want(keyBE1, full(3, spec("a")))
+	l.Want(keyBE2, full(1, spec("a"))) // an equal spec, another copy
+	l.Want(keyVA1, &event.Transition{Kind: event.KindVA, To: event.Up, Gen: 2, Action: spec("b")})
+
+	o1, _ := l.Get(keyBE1)
+	o2, _ := l.Get(keyBE2)
+	want := Desired{Gen: 3, From: event.Up, To: event.Down, Reason: "L4CON", Action: o1.Desired.Action, Apply: true, Inhibited: true, Version: "7"}
+	if *o1.Desired != want {
+		t.Errorf("backend desired = %+v, want %+v", *o1.Desired, want)
+	}
+	if o1.Desired.Action != o2.Desired.Action || o1.Desired.Action.Params["vip"] != "a" {
+		t.Errorf("equal specs not shared: %p %p", o1.Desired.Action, o2.Desired.Action)
+	}
+	va, _ := l.Get(keyVA1)
+	if va.Desired.Apply || va.Desired.To != event.Up || va.Desired.Action.Params["vip"] != "b" {
+		t.Errorf("va desired = %+v", *va.Desired)
+	}
+
+	// A configuration changing the spec over and over: the ones no object
+	// asks for any more are dropped.
+	for i := range 1000 {
+		l.Want(keyBE1, full(uint64(4+i), spec(fmt.Sprint("c", i))))
+	}
+	if n := len(l.specs); n > 64 {
+		t.Errorf("%d specs kept after 1,000 changes of one object's spec, want at most 64", n)
+	}
+	if o, _ := l.Get(keyBE2); o.Desired.Action.Params["vip"] != "a" {
+		t.Errorf("a spec still used was dropped: %+v", o.Desired.Action)
+	}
+	if o, _ := l.Get(keyBE1); o.Desired.Action.Params["vip"] != "c999" || o.Desired.Gen != 1003 {
+		t.Errorf("latest = %+v %+v", *o.Desired, o.Desired.Action)
+	}
+}

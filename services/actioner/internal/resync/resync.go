@@ -218,10 +218,10 @@ func (r *Resyncer) vs(ctx context.Context, l *lister, objs []ledger.Object) []wo
 	bySpec := map[string][]ledger.Object{}
 	var order []string
 	for _, o := range objs {
-		if o.Desired == nil || o.Desired.Apply == nil || o.Desired.Action == nil || o.Status == ledger.Rejected {
+		if o.Desired == nil || !o.Desired.Apply || o.Desired.Action == nil || o.Status == ledger.Rejected {
 			continue
 		}
-		k := executor.SpecKey(*o.Desired.Action)
+		k := o.Desired.Action.Key()
 		if _, ok := bySpec[k]; !ok {
 			order = append(order, k)
 		}
@@ -283,7 +283,7 @@ func (r *Resyncer) backendDrift(ctx context.Context, l *lister, spec event.Actio
 		if !ok {
 			continue
 		}
-		if rs.IsInhibited() == o.Desired.Apply.Inhibited {
+		if rs.IsInhibited() == o.Desired.Inhibited {
 			if o.Status != ledger.Applied {
 				r.cfg.Ledger.Record(o.Key, o.Desired.Gen, nil, false)
 			}
@@ -317,7 +317,7 @@ func backendWork(spec event.ActionSpec, objs []ledger.Object, weights map[string
 		if err != nil {
 			continue
 		}
-		a := o.Desired.Apply
+		a := o.Desired
 		b := action.Backend{Addr: k.Backend.Addr, Port: k.Backend.Port, Weight: a.Weight, Inhibited: a.Inhibited}
 		if uw, ok := weights[o.Key]; ok && !a.Inhibited && uw > 0 {
 			b.Weight = uw

@@ -110,6 +110,9 @@ func Run(ctx context.Context, o Options) {
 		}
 		cfg := o.Config()
 		unchanged := sent && cfg == sentCfg && reflect.DeepEqual(last, sentList)
+		if unchanged {
+			last = sentList // one copy of the listing is held, not two
+		}
 		if unchanged && repeats == 0 {
 			o.Metrics.Unchanged.Inc() // and its problems were logged when it was sent
 			return
