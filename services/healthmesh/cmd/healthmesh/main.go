@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -18,9 +17,6 @@ import (
 	"github.com/healthmesh/healthmesh/services/healthmesh"
 	"github.com/healthmesh/healthmesh/shared/logging"
 )
-
-// defaultGOGC is the garbage collector's target when GOGC is not set.
-const defaultGOGC = 50
 
 func main() {
 	var (
@@ -64,14 +60,6 @@ func main() {
 			log.Info().Str("flag", f.Name).Msg("DPVS healthcheck flag accepted and ignored: healthmesh has no such setting")
 		}
 	})
-	if os.Getenv("GOGC") == "" {
-		// The drop-in runs on the load balancer node, beside DPDK's
-		// hugepages: half of Go's default heap headroom. At 10,000 backends
-		// this is about a quarter less memory for about a tenth more CPU
-		// (BENCHMARKS.md); GOGC in the environment overrides it.
-		debug.SetGCPercent(defaultGOGC)
-		log.Debug().Int("gogc", defaultGOGC).Msg("GOGC not set: using the drop-in's default")
-	}
 	o.Log = log
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
