@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"unique"
 
 	"github.com/healthmesh/healthmesh/shared/event"
 	"github.com/healthmesh/healthmesh/shared/subject"
@@ -92,16 +93,12 @@ type Ledger struct {
 
 	specs    map[string]*event.ActionSpec // by Key: the shared copies
 	specsMax int                          // len(specs) that makes desired drop the unused ones
-	names    map[string]string            // states and reasons, one copy each
 }
-
-// maxNames bounds the names kept: states and reason codes are a small set.
-const maxNames = 256
 
 // desired builds the entry kept for t.
 func (l *Ledger) desired(t *event.Transition) *Desired {
-	d := &Desired{Gen: t.Gen, From: event.State(l.name(string(t.From))), To: event.State(l.name(string(t.To))),
-		Reason: event.Reason(l.name(string(t.Reason)))}
+	d := &Desired{Gen: t.Gen, From: event.State(name(string(t.From))), To: event.State(name(string(t.To))),
+		Reason: event.Reason(name(string(t.Reason)))}
 	if a := t.Apply; a != nil {
 		d.Apply, d.Weight, d.Inhibited, d.Version = true, a.Weight, a.Inhibited, a.Version
 	}
@@ -111,16 +108,9 @@ func (l *Ledger) desired(t *event.Transition) *Desired {
 	return d
 }
 
-// name returns the kept copy of s.
-func (l *Ledger) name(s string) string {
-	if c, ok := l.names[s]; ok {
-		return c
-	}
-	if len(l.names) < maxNames {
-		l.names[s] = s
-	}
-	return s
-}
+// name returns the one copy of s that the ledger's entries share (states
+// and reason codes are a small set; each decoded transition brings its own).
+func name(s string) string { return unique.Make(s).Value() }
 
 // spec returns the shared copy of a (equal specs, one copy). When the
 // table has doubled since it was last swept, the specs no object uses any
@@ -152,7 +142,6 @@ func New() *Ledger {
 		synced:   map[event.Kind]bool{},
 		specs:    map[string]*event.ActionSpec{},
 		specsMax: 64,
-		names:    map[string]string{},
 	}
 }
 
