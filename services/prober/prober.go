@@ -113,10 +113,12 @@ func Run(ctx context.Context, o Options) error {
 	m := newMetrics(o.Registry, pub)
 	pinger := probe.NewPinger(probe.PingerOptions{Mode: o.PingMode})
 	defer pinger.Close()
+	sockets := probe.NewSockets(min(o.Concurrency, 256))
+	defer sockets.Close()
 
 	sched := schedule.New(schedule.Options{MaxConcurrent: o.Concurrency, Metrics: m})
 	w := &worker{o: o, log: log, sp: sp, pub: pub, sched: sched, m: m,
-		deps: probe.Deps{Pinger: pinger}, registry: member.NewRegistry(),
+		deps: probe.Deps{Pinger: pinger, Sockets: sockets}, registry: member.NewRegistry(),
 		defs: map[string]*event.Target{}, owned: map[string]*job{}, wake: make(chan struct{}, 1)}
 
 	stopHTTP, err := w.serveHTTP()

@@ -42,6 +42,9 @@ func fastConnect(t *Target) bool {
 // On loopback, where the prober's system calls run both ends' TCP work,
 // this halves the kernel time per probe.
 //
+// With s (optional) a socket of an earlier check is reused, and a connected
+// one goes back to s instead of being closed: see Sockets.
+//
 // It runs in two steps so that the common case costs no timer, context or
 // poller: startConnect makes the socket and starts the handshake, and
 // returns fd -1 with the outcome when the connection is already made (nil)
@@ -51,38 +54,77 @@ func fastConnect(t *Target) bool {
 // Errors are *os.SyscallError as from net.Dialer (socket, bind and
 // setsockopt failures are local; connect failures name the errno), or the
 // error of ctx when it ends first.
-func startConnect(t *Target) (int, error) {
+func startConnect(t *Target, s *Sockets) (checkSocket, error) {
 	dst := dest(t)
-	var fd int
-	err := inNetns(t.Netns, func() error {
-		var err error
-		fd, err = socket(dst.Addr(), t.Source)
-		return err
-	})
-	if err != nil {
-		return -1, err
+	c := checkSocket{fd: -1, v6: dst.Addr().Is6(), s: s, reuse: s.reusable(t)}
+	if c.reuse {
+		c.fd = s.get(c.v6)
 	}
-	err = rawConnect(fd, dst)
+	if c.fd < 0 {
+		err := inNetns(t.Netns, func() error {
+			var err error
+			c.fd, err = socket(dst.Addr(), t.Source)
+			return err
+		})
+		if err != nil {
+			return checkSocket{fd: -1}, err
+		}
+	}
+	err := rawConnect(c.fd, dst)
 	switch {
 	case err == nil: // connected already
-		rawClose(fd)
-		return -1, nil
+		return c.release(nil)
 	case err != unix.EINPROGRESS:
-		rawClose(fd)
-		return -1, os.NewSyscallError("connect", err)
+		return c.release(os.NewSyscallError("connect", err))
 	}
 	// A near backend has usually answered by the time connect returns (on
 	// loopback the handshake runs inside the call).
-	if err := connected(fd); err != errConnecting {
-		rawClose(fd)
-		return -1, err
+	if err := connected(c.fd); err != errConnecting {
+		return c.release(err)
 	}
-	return fd, nil
+	return c, nil
 }
 
-// waitConnect waits for the handshake started on fd until ctx ends, and
-// closes fd.
-func waitConnect(ctx context.Context, fd int) error {
+// checkSocket is the socket of a connect check and where it goes after.
+type checkSocket struct {
+	fd    int // -1 once released
+	v6    bool
+	reuse bool     // s takes the socket back when connected
+	s     *Sockets // may be nil
+}
+
+// release ends the check with err: a connected socket goes back to s when
+// it may, anything else is closed.
+func (c checkSocket) release(err error) (checkSocket, error) {
+	if err == nil && c.reuse {
+		c.s.put(c.fd, c.v6)
+	} else {
+		rawClose(c.fd)
+	}
+	return checkSocket{fd: -1}, err
+}
+
+// waitConnect waits for the handshake started on c until ctx ends, and
+// releases c.
+func waitConnect(ctx context.Context, c checkSocket) error {
+	if !c.reuse {
+		return wait(ctx, c.fd)
+	}
+	// wait's file owns the descriptor it gets: give it a duplicate, so
+	// that the socket outlives it for Sockets.
+	dup, err := unix.FcntlInt(uintptr(c.fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		_, err = c.release(os.NewSyscallError("fcntl", err))
+		return err
+	}
+	err = wait(ctx, dup)
+	c.release(err)
+	return err
+}
+
+// wait waits for the handshake on the socket fd until ctx ends, and closes
+// fd.
+func wait(ctx context.Context, fd int) error {
 	// os.NewFile registers the non-blocking socket with the runtime poller:
 	// waiting for the handshake parks the goroutine, not a thread.
 	f := os.NewFile(uintptr(fd), "tcp-probe")
@@ -122,8 +164,7 @@ func socket(dst, src netip.Addr) (int, error) {
 		rawClose(fd)
 		return -1, os.NewSyscallError("setsockopt", err)
 	}
-	var quickack int32 // off: see startConnect
-	if err := rawSetsockopt(fd, unix.IPPROTO_TCP, unix.TCP_QUICKACK, unsafe.Pointer(&quickack), 4); err != nil {
+	if err := quickAckOff(fd); err != nil { // see startConnect
 		rawClose(fd)
 		return -1, os.NewSyscallError("setsockopt", err)
 	}

@@ -94,6 +94,7 @@ type Prober interface {
 type Deps struct {
 	Pinger  *Pinger        // ping and udpping: the shared ICMP sockets (required for them)
 	RootCAs *x509.CertPool // http with tls-verify: trusted roots; nil = the system pool
+	Sockets *Sockets       // tcp connect checks: sockets kept for reuse (optional)
 }
 
 // Resolve returns the method a DPVS `auto` stands for given the service
@@ -118,7 +119,9 @@ func New(method string, params map[string]string, deps Deps) (Prober, error) {
 		if err != nil {
 			return nil, err
 		}
-		return NewTCP(p), nil
+		tcp := NewTCP(p)
+		tcp.sockets = deps.Sockets
+		return tcp, nil
 	case MethodUDP:
 		p, err := parseUDPParams(MethodUDP, params)
 		if err != nil {

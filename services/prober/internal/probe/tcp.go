@@ -22,7 +22,8 @@ type TCPParams struct {
 // TCP is the `tcp` method: connect, then optionally write a PROXY header and
 // Send, and read len(Receive) bytes that must equal Receive.
 type TCP struct {
-	p TCPParams
+	p       TCPParams
+	sockets *Sockets // connect-only checks reuse sockets from here (optional)
 }
 
 // NewTCP returns the tcp method for p.
@@ -95,13 +96,13 @@ func (p *TCP) connectOnly(ctx context.Context, t *Target) Result {
 		}
 		return up(event.ReasonL4OK, time.Since(start), "")
 	}
-	fd, err := startConnect(t)
-	if fd < 0 {
+	c, err := startConnect(t, p.sockets)
+	if c.fd < 0 {
 		return result(err)
 	}
 	pctx, cancel := context.WithDeadline(ctx, start.Add(t.Timeout))
 	defer cancel()
-	return result(waitConnect(pctx, fd))
+	return result(waitConnect(pctx, c))
 }
 
 func (p *TCP) exchange(ctx context.Context, c net.Conn, start time.Time) Result {

@@ -413,12 +413,14 @@ func TestMismatchAt(t *testing.T) {
 
 func BenchmarkTCPProbe(b *testing.B) {
 	cases := []struct {
-		name   string
-		params map[string]string
-		reply  string
+		name    string
+		params  map[string]string
+		reply   string
+		sockets bool
 	}{
-		{"connect", nil, ""},
-		{"send_receive", map[string]string{"send": "PING", "receive": "PONG"}, "PONG"},
+		{"connect", nil, "", false},
+		{"connect_reusing_sockets", nil, "", true},
+		{"send_receive", map[string]string{"send": "PING", "receive": "PONG"}, "PONG", false},
 	}
 	for _, bc := range cases {
 		b.Run(bc.name, func(b *testing.B) {
@@ -430,7 +432,15 @@ func BenchmarkTCPProbe(b *testing.B) {
 				}
 				_, _ = io.Copy(io.Discard, c)
 			})
-			p := mustNew(b, MethodTCP, bc.params)
+			var deps Deps
+			if bc.sockets {
+				deps.Sockets = NewSockets(4)
+				defer deps.Sockets.Close()
+			}
+			p, err := New(MethodTCP, bc.params, deps)
+			if err != nil {
+				b.Fatal(err)
+			}
 			tg := target(b, addr, 2*time.Second)
 			ctx := context.Background()
 			b.ReportAllocs()
