@@ -21,6 +21,7 @@ import (
 
 	"github.com/healthmesh/healthmesh/services/prober/internal/member"
 	"github.com/healthmesh/healthmesh/services/prober/internal/probe"
+	"github.com/healthmesh/healthmesh/services/prober/internal/procs"
 	"github.com/healthmesh/healthmesh/services/prober/internal/publish"
 	"github.com/healthmesh/healthmesh/services/prober/internal/schedule"
 	"github.com/healthmesh/healthmesh/shared/bus"
@@ -43,6 +44,10 @@ type Options struct {
 	Concurrency int // probes in flight at most (default 1024)
 	MaxPending  int // results awaiting a JetStream ack before back-pressure (default 4000)
 	PingMode    probe.PingMode
+	// AdaptProcs runs the process on one P while the load is light and on
+	// all of them when it is busy (package procs): for a process that only
+	// probes (hm-prober), not the all-in-one.
+	AdaptProcs bool
 
 	// HTTP: a mux to add /metrics to (all-in-one), or an address to serve
 	// /metrics and /healthz on ("" = no HTTP).
@@ -135,6 +140,9 @@ func Run(ctx context.Context, o Options) error {
 		go func() { defer wg.Done(); f(ctx) }()
 	}
 	start(func(ctx context.Context) { pub.Run(ctx, 0) })
+	if o.AdaptProcs {
+		start(func(ctx context.Context) { procs.Adapt(ctx, procs.Options{Log: log}) })
+	}
 	start(func(ctx context.Context) { sched.Run(ctx) })
 	start(func(ctx context.Context) { member.Watch(ctx, layout.Members, w.registry, log) })
 	self := event.Member{ID: o.ID, Node: o.Node, Zone: o.Zone, Labels: o.Labels, Version: "1"}

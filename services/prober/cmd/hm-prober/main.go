@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -22,6 +24,7 @@ func main() {
 		o                   prober.Options
 		labels, pingMode    string
 		logFormat, logLevel string
+		procsFlag           string
 	)
 	o.Bus.RegisterFlags(flag.CommandLine)
 	flag.StringVar(&o.ID, "id", "", "prober id, unique (default node-pid)")
@@ -30,6 +33,7 @@ func main() {
 	flag.StringVar(&labels, "labels", "", "extra labels, k=v,k=v")
 	flag.StringVar(&o.Prefix, "subject-prefix", "hm", "NATS subject prefix")
 	flag.IntVar(&o.Concurrency, "concurrency", 1024, "probes in flight at most")
+	flag.StringVar(&procsFlag, "procs", "auto", "GOMAXPROCS: auto (one while the load is light, every CPU while it is busy; a GOMAXPROCS environment variable wins) or a number")
 	flag.StringVar(&pingMode, "ping-mode", "auto", "ICMP sockets: auto, datagram (unprivileged) or raw")
 	flag.StringVar(&o.HTTPAddr, "metric-server-addr", ":6602", "HTTP listen address for /metrics and /healthz (empty: none)")
 	flag.BoolVar(&o.Pprof, "pprof", false, "also serve /debug/pprof/ on the metric server address")
@@ -45,6 +49,15 @@ func main() {
 	}
 	if o.Labels, err = parseLabels(labels); err != nil {
 		fmt.Fprintln(os.Stderr, "hm-prober:", err)
+		os.Exit(2)
+	}
+	switch n, err := strconv.Atoi(procsFlag); {
+	case procsFlag == "auto":
+		o.AdaptProcs = os.Getenv("GOMAXPROCS") == ""
+	case err == nil && n >= 1:
+		runtime.GOMAXPROCS(n)
+	default:
+		fmt.Fprintf(os.Stderr, "hm-prober: -procs %q: want auto or a number >= 1\n", procsFlag)
 		os.Exit(2)
 	}
 	switch pingMode {
