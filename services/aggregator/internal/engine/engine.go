@@ -112,6 +112,13 @@ type Options struct {
 type target struct {
 	c     *checker.Target
 	dirty bool // touched since the last checkpoint
+	rec   bool // its topology record changed since the last checkpoint
+	// What its key target.<id> in hm_state holds: whether it exists, the
+	// checker's semantic digest and the digest of the topology record.
+	// Kept here rather than in a map keyed by strings like writtenState:
+	// two strings and map entries a target were a tenth of the engine.
+	stored      bool
+	snapD, recD uint64
 }
 
 type engine struct {
@@ -145,16 +152,18 @@ type engine struct {
 	// then not be checkpointed, so the next leader re-derives it.
 	lost atomic.Bool
 
-	restoredTargets map[string]checker.TargetSnapshot
+	restoredTargets map[string]restoredTarget
+	// orphans are target keys restored from hm_state whose targets the
+	// inventory does not (yet) define; the next full pass deletes those
+	// still undefined. gone are the keys of targets removed since.
+	orphans map[string]struct{}
+	gone    []string
 	// What hm_targets and hm_state hold, as digests of the values last
 	// written (8 bytes a key instead of the value: at 60,000 targets the
 	// copies were the aggregator's largest item after the model).
 	writtenTargets map[string]uint64 // hm_targets values
-	writtenState   map[string]uint64 // hm_state rec.* / target.* values
-	// writtenSemantic is the semantic digest (checker.Target.SemanticDigest)
-	// of each target snapshot stored: one is rewritten only when it changes.
-	writtenSemantic map[string]uint64
-	seed            maphash.Seed
+	writtenState   map[string]uint64 // hm_state rec.* values (targets keep theirs: target.stored)
+	seed           maphash.Seed
 	// What the next checkpoint must look at besides dirty targets: every
 	// record after an inventory change or a restore (fullPass), else the
 	// records of the objects in touched.
@@ -283,7 +292,7 @@ func newEngine(o Options) *engine {
 		model: topology.New(), targets: map[string]*target{}, m: o.Metrics,
 		journal:        journal.New(o.JS, o.Layout.Events, o.Layout.State),
 		kv:             &asyncKV{js: o.JS},
-		writtenTargets: map[string]uint64{}, writtenState: map[string]uint64{}, writtenSemantic: map[string]uint64{},
+		writtenTargets: map[string]uint64{}, writtenState: map[string]uint64{}, orphans: map[string]struct{}{},
 		seed:     maphash.MakeSeed(),
 		fullPass: true, touched: newTouched(),
 	}

@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -323,6 +324,60 @@ func TestEngine_clean_restart_resumes_from_checkpoint(t *testing.T) {
 			t.Fatalf("%s rewritten after the restart (revision %d, was %d) though nothing changed", k, r, stored[i])
 		}
 	}
+	h.secondHalf()
+	same(t, h.waitEvents(len(wantAll)), wantAll)
+	if wait.Until(time.Second, func() bool { return len(h.events()) > len(wantAll) }) {
+		same(t, h.events(), wantAll)
+	}
+}
+
+// hm_state as the releases before session 8 wrote it, a target's record
+// under a key of its own (rec.target.<t>), restores just the same; the new
+// leader folds the records into target.<t> and deletes the old keys.
+func TestEngine_restores_the_layout_with_separate_target_records(t *testing.T) {
+	h := newHarness(t)
+	a := h.start(1, engine.Options{CheckpointEvery: 50 * time.Millisecond})
+	h.firstHalf()
+	h.waitEvents(4)
+	a.stop()
+	ctx := context.Background()
+	for _, tid := range []subject.TargetID{t1, t2} {
+		key := "target." + tid.Token()
+		ent, err := h.l.State.Get(ctx, key)
+		if err != nil {
+			t.Fatalf("%s: %v", key, err)
+		}
+		var v map[string]any
+		if err := event.Unmarshal(ent.Value(), &v); err != nil || v["rec"] == nil {
+			t.Fatalf("%s holds no record (%v): %v", key, err, v)
+		}
+		rec, _ := event.Marshal(v["rec"])
+		delete(v, "rec")
+		snap, _ := event.Marshal(v)
+		if _, err := h.l.State.Put(ctx, key, snap); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.l.State.Put(ctx, "rec."+key, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	h.start(2, engine.Options{CheckpointEvery: 50 * time.Millisecond})
+	wait.For(t, 5*time.Second, "the old record keys deleted and folded into target.<t>", func() bool {
+		for _, tid := range []subject.TargetID{t1, t2} {
+			if _, err := h.l.State.Get(ctx, "rec.target."+tid.Token()); !errors.Is(err, jetstream.ErrKeyNotFound) {
+				return false
+			}
+			ent, err := h.l.State.Get(ctx, "target."+tid.Token())
+			var v struct {
+				Rec *topology.TargetRecord `msgpack:"rec"`
+			}
+			if err != nil || event.Unmarshal(ent.Value(), &v) != nil || v.Rec == nil || v.Rec.State != event.Up {
+				return false
+			}
+		}
+		return true
+	})
 	h.secondHalf()
 	same(t, h.waitEvents(len(wantAll)), wantAll)
 	if wait.Until(time.Second, func() bool { return len(h.events()) > len(wantAll) }) {

@@ -146,6 +146,9 @@ type offline struct {
 	writes              atomic.Uint64
 	bytes               atomic.Uint64
 	done                chan struct{}
+	// keys, when not nil, are the KV keys the writes left (subject:
+	// "$KV.<bucket>.<key>"). Only the engine's goroutine writes.
+	keys map[string]bool
 }
 
 func newOffline() *offline {
@@ -167,6 +170,9 @@ func (o *offline) PublishAsync(_ string, data []byte, _ ...jetstream.PublishOpt)
 
 func (o *offline) PublishMsgAsync(m *nats.Msg, _ ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
 	o.writes.Add(1)
+	if o.keys != nil {
+		o.keys[m.Subject] = m.Header.Get("KV-Operation") != "DEL"
+	}
 	return nil, nil
 }
 

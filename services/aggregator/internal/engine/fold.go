@@ -37,18 +37,19 @@ func (e *engine) applyDesired(ctx context.Context, d Desired) error {
 				e.log.Error().Err(err).Str("target", id).Msg("target params rejected; not judged")
 				continue
 			}
-			if s, ok := e.restoredTargets[id]; ok {
-				if err := c.Restore(s); err != nil {
+			t = &target{c: c, dirty: true}
+			if r, ok := e.restoredTargets[id]; ok {
+				// What hm_state holds: the first checkpoint after a restart
+				// need not store every target again.
+				t.stored, t.recD = true, r.recD
+				if err := c.Restore(r.snap); err != nil {
 					e.log.Warn().Err(err).Str("target", id).Msg("target snapshot rejected")
 				} else {
-					// What hm_state holds: the first checkpoint after a
-					// restart need not store every target again.
-					p := def.Params
-					e.writtenSemantic[prefTargetSnap+id] = c.SemanticDigest(e.seed, max(p.UpRetry, p.DownRetry)+1)
+					t.snapD = e.snapDigest(c)
 				}
 				delete(e.restoredTargets, id)
+				delete(e.orphans, id)
 			}
-			t = &target{c: c, dirty: true}
 			e.targets[id] = t
 			if v := c.Verdict(); v != event.Unknown {
 				changes = append(changes, struct {
@@ -73,8 +74,11 @@ func (e *engine) applyDesired(ctx context.Context, d Desired) error {
 			}
 		}
 	}
-	for id := range e.targets {
+	for id, t := range e.targets {
 		if _, ok := d.Targets[id]; !ok {
+			if t.stored {
+				e.gone = append(e.gone, id)
+			}
 			delete(e.targets, id)
 		}
 	}
@@ -214,7 +218,7 @@ func (e *engine) expire(ctx context.Context) error {
 // verdict hands a target's verdict change to the model and notes the
 // target's record for the next checkpoint.
 func (e *engine) verdict(id string, t *target, ch checker.Change, now time.Time) []topology.Event {
-	e.touched.targets[id] = struct{}{}
+	t.rec = true
 	return e.model.TargetVerdict(id, ch, t.c.Votes(now), t.c.Quorum(now), now)
 }
 

@@ -21,12 +21,15 @@ import (
 // KV hm_state layout written by the engine (besides the journal's
 // backend.* / vs.* / va.* keys, which hold each object's last transition):
 //
-//	target.<target>          checker.TargetSnapshot: every observer's streak
-//	rec.target.<target>      topology.TargetRecord
+//	target.<target>          targetState: every observer's streak and the
+//	                         target's topology.TargetRecord
 //	rec.va.<va>              topology.VARecord
 //	rec.vs.<vs>              topology.VSRecord
 //	rec.backend.<vs>.<be>    topology.BackendRecord
 //	meta.aggregator          Meta: the HM_RESULTS sequence the rest reflects
+//
+// Until session 8 a target's record had a key of its own, rec.target.<target>;
+// restore still reads such keys and the first full pass deletes them.
 const (
 	prefTargetSnap = "target."
 	prefRecTarget  = "rec.target."
@@ -34,6 +37,21 @@ const (
 	prefRecVS      = "rec.vs."
 	prefRecBackend = "rec.backend."
 )
+
+// targetState is the value of target.<target>: one key a target, not two,
+// which spares the server a subject (two index entries) per target and the
+// engine the mirrors of both.
+type targetState struct {
+	checker.TargetSnapshot `msgpack:",inline"`
+	Rec                    *topology.TargetRecord `msgpack:"rec,omitempty"`
+}
+
+// restoredTarget is a target's state read back from hm_state, kept until
+// the inventory defines the target.
+type restoredTarget struct {
+	snap checker.TargetSnapshot
+	recD uint64 // digest of the record it held (0: none)
+}
 
 // Meta is the checkpoint marker.
 type Meta struct {
@@ -50,7 +68,7 @@ func (e *engine) restore(ctx context.Context) (Meta, error) {
 	start := time.Now()
 	var meta Meta
 	var snap topology.Snapshot
-	e.restoredTargets = map[string]checker.TargetSnapshot{}
+	e.restoredTargets = map[string]restoredTarget{}
 	n, bad := 0, 0
 	keep := func(k string, v []byte, err error) {
 		n++
@@ -83,13 +101,24 @@ func (e *engine) restore(ctx context.Context) (Meta, error) {
 			var err error
 			switch {
 			case strings.HasPrefix(k, prefTargetSnap):
-				var ts checker.TargetSnapshot
-				if err = event.Unmarshal(v, &ts); err == nil {
-					e.restoredTargets[ts.ID] = ts
+				var ts targetState
+				if err = event.Unmarshal(v, &ts); err != nil {
+					break
 				}
+				r := restoredTarget{snap: ts.TargetSnapshot}
+				if ts.Rec != nil {
+					r.recD = e.recordDigest(ts.Rec)
+					snap.Targets = append(snap.Targets, *ts.Rec)
+				}
+				id := strings.TrimPrefix(k, prefTargetSnap)
+				e.restoredTargets[id] = r
+				e.orphans[id] = struct{}{}
+				n++
+				return // not mirrored in writtenState: see target.stored
 			case strings.HasPrefix(k, prefRecTarget):
+				// The layout before target records joined target.<target>.
 				var r topology.TargetRecord
-				if err = event.Unmarshal(v, &r); err == nil {
+				if err = event.Unmarshal(v, &r); err == nil && e.restoredTargets[r.ID].recD == 0 {
 					snap.Targets = append(snap.Targets, r)
 				}
 			case strings.HasPrefix(k, prefRecVA):
@@ -206,40 +235,8 @@ func (e *engine) checkpoint(ctx context.Context) error {
 		e.writtenState[key] = d
 		return nil
 	}
-	for id, t := range e.targets {
-		if !t.dirty {
-			if full {
-				seen[prefTargetSnap+id] = true
-			}
-			continue
-		}
-		// A steady target's streak grows with every result; storing it
-		// each time rewrote every target every checkpoint (12,000 KV
-		// writes/s at 60,000 targets). Only a change of what restores
-		// differently is stored, and telling that costs a digest, not an
-		// encoding of every target.
-		key := prefTargetSnap + id
-		if full {
-			seen[key] = true
-		}
-		p := t.c.Params()
-		sd := t.c.SemanticDigest(e.seed, max(p.UpRetry, p.DownRetry)+1)
-		if w, ok := e.writtenSemantic[key]; !ok || w != sd {
-			s := t.c.Snapshot()
-			data, err := event.Marshal(&s)
-			if err != nil {
-				return err
-			}
-			if err := e.kv.put(ctx, bucket, key, data); err != nil {
-				return err
-			}
-			writes++
-			// The key marks the record as stored (for the deletion of
-			// gone targets); the semantic digest is what is compared.
-			e.writtenState[key] = 0
-			e.writtenSemantic[key] = sd
-		}
-		t.dirty = false
+	if err := e.putTargets(ctx, bucket, full, &writes); err != nil {
+		return err
 	}
 	if full || e.touched.len() > 0 {
 		if err := e.putRecords(full, put); err != nil {
@@ -254,7 +251,6 @@ func (e *engine) checkpoint(ctx context.Context) error {
 					return err
 				}
 				delete(e.writtenState, key)
-				delete(e.writtenSemantic, key)
 				writes++
 			}
 		}
@@ -281,6 +277,89 @@ func (e *engine) checkpoint(ctx context.Context) error {
 	return nil
 }
 
+// putTargets stores the state of every target whose checker decides
+// differently now or whose record changed (in a full pass every record is
+// compared), and deletes the keys of targets that are gone.
+//
+// A steady target's streak grows with every result; storing it each time
+// rewrote every target every checkpoint (12,000 KV writes/s at 60,000
+// targets). Only a change of what restores differently is stored, and telling
+// that costs a digest, not an encoding of every target.
+func (e *engine) putTargets(ctx context.Context, bucket string, full bool, writes *int) error {
+	del := func(id string) error {
+		if _, ok := e.targets[id]; ok {
+			return nil // back again, with stored unset: its key is rewritten
+		}
+		*writes++
+		return e.kv.del(ctx, bucket, prefTargetSnap+id)
+	}
+	for _, id := range e.gone {
+		if err := del(id); err != nil {
+			return err
+		}
+	}
+	e.gone = e.gone[:0]
+	if full {
+		for id := range e.orphans {
+			if err := del(id); err != nil {
+				return err
+			}
+			delete(e.orphans, id)
+		}
+	}
+	for id, t := range e.targets {
+		if !t.dirty && !t.rec && !full && t.stored {
+			continue
+		}
+		snapD, recD := t.snapD, t.recD
+		if t.dirty || !t.stored {
+			snapD = e.snapDigest(t.c)
+		}
+		var rec *topology.TargetRecord
+		if t.rec || full || !t.stored {
+			if r, ok := e.model.TargetRecord(id); ok {
+				rec, recD = &r, e.recordDigest(&r)
+			} else {
+				recD = 0
+			}
+		}
+		t.dirty, t.rec = false, false
+		if t.stored && snapD == t.snapD && recD == t.recD {
+			continue
+		}
+		if rec == nil {
+			if r, ok := e.model.TargetRecord(id); ok {
+				rec = &r
+			}
+		}
+		data, err := event.Marshal(&targetState{TargetSnapshot: t.c.Snapshot(), Rec: rec})
+		if err != nil {
+			return err
+		}
+		if err := e.kv.put(ctx, bucket, prefTargetSnap+id, data); err != nil {
+			return err
+		}
+		*writes++
+		t.stored, t.snapD, t.recD = true, snapD, recD
+	}
+	return nil
+}
+
+// snapDigest is a checker's semantic digest (see checker.SemanticDigest).
+func (e *engine) snapDigest(c *checker.Target) uint64 {
+	p := c.Params()
+	return c.SemanticDigest(e.seed, max(p.UpRetry, p.DownRetry)+1)
+}
+
+// recordDigest is the digest of a target record's encoding (0: none).
+func (e *engine) recordDigest(r *topology.TargetRecord) uint64 {
+	data, err := event.Marshal(r)
+	if err != nil {
+		return 0
+	}
+	return e.digest(data) | 1
+}
+
 // putRecords stores the topology records: all of them in a full pass, else
 // those of the touched objects (looked up one by one: a snapshot of the
 // whole model for a handful of transitions cost 100 MB of garbage a minute
@@ -288,13 +367,6 @@ func (e *engine) checkpoint(ctx context.Context) error {
 func (e *engine) putRecords(full bool, put func(key string, v any) error) error {
 	if full {
 		return e.putAllRecords(put)
-	}
-	for id := range e.touched.targets {
-		if r, ok := e.model.TargetRecord(id); ok {
-			if err := put(prefRecTarget+id, &r); err != nil {
-				return err
-			}
-		}
 	}
 	for vip := range e.touched.vas {
 		if r, ok := e.model.VARecord(vip); ok {
@@ -322,12 +394,6 @@ func (e *engine) putRecords(full bool, put func(key string, v any) error) error 
 
 func (e *engine) putAllRecords(put func(key string, v any) error) error {
 	snap := e.model.Snapshot()
-	for i := range snap.Targets {
-		r := &snap.Targets[i]
-		if err := put(prefRecTarget+r.ID, r); err != nil {
-			return err
-		}
-	}
 	for i := range snap.VAs {
 		r := &snap.VAs[i]
 		if err := put(prefRecVA+addrTok(r.VIP), r); err != nil {
@@ -352,7 +418,6 @@ func (e *engine) putAllRecords(put func(key string, v any) error) error {
 // touched is what a partial checkpoint stores besides the dirty targets:
 // the records of the objects a verdict, pause or resume changed.
 type touched struct {
-	targets  map[string]struct{}
 	vas      map[netip.Addr]struct{}
 	vss      map[subject.VSID]struct{}
 	backends map[backendKey]struct{}
@@ -361,11 +426,11 @@ type touched struct {
 type backendKey struct{ vs, backend subject.Endpoint }
 
 func newTouched() touched {
-	return touched{targets: map[string]struct{}{}, vas: map[netip.Addr]struct{}{},
+	return touched{vas: map[netip.Addr]struct{}{},
 		vss: map[subject.VSID]struct{}{}, backends: map[backendKey]struct{}{}}
 }
 
-func (t *touched) len() int { return len(t.targets) + len(t.vas) + len(t.vss) + len(t.backends) }
+func (t *touched) len() int { return len(t.vas) + len(t.vss) + len(t.backends) }
 
 // clear empties t. Maps that a burst made large (every backend changing at
 // start-up) are replaced: a cleared Go map keeps its buckets, megabytes at
@@ -375,7 +440,6 @@ func (t *touched) clear() {
 		*t = newTouched()
 		return
 	}
-	clear(t.targets)
 	clear(t.vas)
 	clear(t.vss)
 	clear(t.backends)

@@ -3,6 +3,9 @@ package engine
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,6 +21,7 @@ func TestCheckpoint_partial_pass_stores_what_a_full_pass_would(t *testing.T) {
 	ctx := context.Background()
 	fo := newFolding(t, 1000, 10)
 	e := fo.e
+	fo.js.keys = map[string]bool{}
 	check := func(step string) {
 		t.Helper()
 		if err := e.checkpoint(ctx); err != nil {
@@ -34,6 +38,7 @@ func TestCheckpoint_partial_pass_stores_what_a_full_pass_would(t *testing.T) {
 		if n := fo.js.writes.Load() - writes; n != 0 {
 			t.Fatalf("%s: a full pass after the checkpoint wrote %d keys, want 0", step, n)
 		}
+		stateKeys(t, step, e, fo.js.keys)
 	}
 	check("after warm-up")
 	steps := []struct {
@@ -60,6 +65,23 @@ func TestCheckpoint_partial_pass_stores_what_a_full_pass_would(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
+		{"targets_go", false, func() {
+			// Half the VSs go, and the targets only they probed.
+			d := fo.f.desired
+			d.Inventory.VSs = d.Inventory.VSs[:len(d.Inventory.VSs)/4]
+			d.Targets = map[string]TargetDef{}
+			for _, vs := range d.Inventory.VSs {
+				for _, b := range vs.Backends {
+					d.Targets[b.Target] = fo.f.desired.Targets[b.Target]
+				}
+			}
+			if len(d.Targets) == 0 || len(d.Targets) == len(fo.f.desired.Targets) {
+				t.Fatalf("%d of %d targets kept", len(d.Targets), len(fo.f.desired.Targets))
+			}
+			if err := e.applyDesired(ctx, d); err != nil {
+				t.Fatal(err)
+			}
+		}},
 	}
 	for _, s := range steps {
 		t.Run(s.name, func(t *testing.T) {
@@ -70,6 +92,41 @@ func TestCheckpoint_partial_pass_stores_what_a_full_pass_would(t *testing.T) {
 			}
 			check(s.name)
 		})
+	}
+}
+
+// stateKeys checks that the live keys of hm_state are exactly one per
+// target (target.<t>, its record included) and one per VA, VS and backend
+// record: those of removed objects deleted, none of the old rec.target.*.
+func stateKeys(t *testing.T, step string, e *engine, written map[string]bool) {
+	t.Helper()
+	want := map[string]bool{}
+	for id := range e.targets {
+		want[prefTargetSnap+id] = true
+	}
+	snap := e.model.Snapshot()
+	for _, r := range snap.VAs {
+		want[prefRecVA+addrTok(r.VIP)] = true
+	}
+	for _, r := range snap.VSs {
+		want[prefRecVS+endpointTok(r.VS)] = true
+	}
+	for _, r := range snap.Backends {
+		want[prefRecBackend+endpointTok(r.VS)+"."+endpointTok(r.Backend)] = true
+	}
+	prefix := "$KV." + e.o.Layout.State.Bucket() + "."
+	for subj, live := range written {
+		key, ok := strings.CutPrefix(subj, prefix)
+		if !ok || !live {
+			continue
+		}
+		if !want[key] {
+			t.Fatalf("%s: hm_state keeps %s, which is no object's", step, key)
+		}
+		delete(want, key)
+	}
+	if len(want) > 0 {
+		t.Fatalf("%s: hm_state lacks %d keys, e.g. %v", step, len(want), slices.Collect(maps.Keys(want))[:1])
 	}
 }
 

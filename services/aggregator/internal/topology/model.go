@@ -610,8 +610,12 @@ func (m *Model) TargetVerdict(target string, ch checker.Change, votes []event.Vo
 	if t == nil {
 		return nil
 	}
-	t.obj.set(ch.To, ch.Reason, ch.Detail, now)
-	t.votes, t.quorum = votes, &q
+	if ch.Reason != event.ReasonRestored || t.obj.state != ch.To {
+		t.obj.set(ch.To, ch.Reason, ch.Detail, now)
+		t.votes, t.quorum = votes, &q
+	}
+	// else a restart: the restored record already holds this verdict, when
+	// it began and the votes behind it.
 	var out []Event
 	bs := t.backends
 	for i := 0; i < len(bs); {
