@@ -30,6 +30,10 @@ type worker struct {
 	m        *metrics
 	deps     probe.Deps
 	registry *member.Registry
+	// shared holds the one prober of each method that keeps nothing per
+	// target, for targets without params (most of a fleet): not a prober
+	// struct per target. Used by the ownership goroutine only.
+	shared map[string]probe.Prober
 
 	mu    sync.Mutex
 	defs  map[string]*event.Target // desired, from hm_targets
@@ -226,7 +230,7 @@ func (w *worker) newJob(def *event.Target) (*job, error) {
 		pt.Source = src
 	}
 	method := probe.Resolve(strings.ToLower(def.Method), proto)
-	p, err := probe.New(method, def.Params, w.deps)
+	p, err := w.prober(method, def.Params)
 	if err != nil {
 		return nil, err
 	}
@@ -262,4 +266,24 @@ func (j *job) run(w *worker) func(ctx context.Context) time.Duration {
 		}
 		return 0
 	}
+}
+
+// prober returns the check of method with params: a new one for http (it
+// keeps the TLS settings of its target's address) or any params, else the
+// method's shared one. Probers are safe for concurrent use.
+func (w *worker) prober(method string, params map[string]string) (probe.Prober, error) {
+	if len(params) > 0 || method == probe.MethodHTTP {
+		return probe.New(method, params, w.deps)
+	}
+	if p, ok := w.shared[method]; ok {
+		return p, nil
+	}
+	p, err := probe.New(method, nil, w.deps)
+	if err != nil {
+		return nil, err
+	}
+	if _, closes := p.(interface{ Close() }); !closes {
+		w.shared[method] = p
+	}
+	return p, nil
 }
