@@ -169,9 +169,9 @@ func TestCore_reports_backlog_and_drops(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Everything sent is either buffered or dropped once the subscriber's
-	// connection has read it.
+	// connection has read it and the handler has queued it.
 	wait.For(t, 10*time.Second, "the subscription to fill", func() bool {
-		return sub.Stats().InMsgs == sent
+		return sub.Stats().InMsgs == sent && c.Dropped() == sent-size
 	})
 	ctx := context.Background()
 	b, err := c.Next(ctx, batch, time.Second)
