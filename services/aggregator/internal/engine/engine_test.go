@@ -194,6 +194,17 @@ func (h *harness) secondHalf() {
 	h.result(t2, event.Down)
 }
 
+// finish sends the second half and checks that exactly wantAll was
+// journaled, giving a spurious or duplicate event time to show up.
+func (h *harness) finish(t *testing.T) {
+	t.Helper()
+	h.secondHalf()
+	same(t, h.waitEvents(len(wantAll)), wantAll)
+	if wait.Until(time.Second, func() bool { return len(h.events()) > len(wantAll) }) {
+		same(t, h.events(), wantAll)
+	}
+}
+
 func same(t *testing.T, got, want []string) {
 	t.Helper()
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
@@ -268,12 +279,7 @@ func TestEngine_crash_mid_stream_no_duplicate_missing_or_spurious(t *testing.T) 
 	a.stop() // crash: nothing checkpointed, nothing acked
 
 	h.start(2, engine.Options{})
-	h.secondHalf()
-	same(t, h.waitEvents(len(wantAll)), wantAll)
-	// Give a spurious or duplicate event time to show up.
-	if wait.Until(time.Second, func() bool { return len(h.events()) > len(wantAll) }) {
-		same(t, h.events(), wantAll)
-	}
+	h.finish(t)
 }
 
 func TestEngine_clean_restart_resumes_from_checkpoint(t *testing.T) {
@@ -324,11 +330,7 @@ func TestEngine_clean_restart_resumes_from_checkpoint(t *testing.T) {
 			t.Fatalf("%s rewritten after the restart (revision %d, was %d) though nothing changed", k, r, stored[i])
 		}
 	}
-	h.secondHalf()
-	same(t, h.waitEvents(len(wantAll)), wantAll)
-	if wait.Until(time.Second, func() bool { return len(h.events()) > len(wantAll) }) {
-		same(t, h.events(), wantAll)
-	}
+	h.finish(t)
 }
 
 // hm_state as the releases before session 8 wrote it, a target's record
@@ -378,11 +380,7 @@ func TestEngine_restores_the_layout_with_separate_target_records(t *testing.T) {
 		}
 		return true
 	})
-	h.secondHalf()
-	same(t, h.waitEvents(len(wantAll)), wantAll)
-	if wait.Until(time.Second, func() bool { return len(h.events()) > len(wantAll) }) {
-		same(t, h.events(), wantAll)
-	}
+	h.finish(t)
 }
 
 func TestEngine_pause_drains_and_resume_restores(t *testing.T) {
