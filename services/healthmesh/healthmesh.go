@@ -18,6 +18,7 @@ import (
 
 	"github.com/healthmesh/healthmesh/services/actioner"
 	"github.com/healthmesh/healthmesh/services/aggregator"
+	"github.com/healthmesh/healthmesh/services/healthmesh/internal/gcpercent"
 	"github.com/healthmesh/healthmesh/services/prober"
 	"github.com/healthmesh/healthmesh/shared/broker"
 	"github.com/healthmesh/healthmesh/shared/bus"
@@ -34,6 +35,9 @@ type Options struct {
 	HTTPAddr string // -metric-server-addr
 	Node     string // this LB node's name (actioner durable, prober node label)
 	Pprof    bool   // also serve /debug/pprof/ on HTTPAddr
+	// AdaptGC collects garbage more often while the process is light
+	// (package gcpercent; -gogc auto).
+	AdaptGC bool
 
 	ConfigFile           string          // -config-file
 	ConfigReloadInterval time.Duration   // -config-reload-interval
@@ -135,6 +139,10 @@ func Run(ctx context.Context, o Options) error {
 		}()
 	}
 	aggReady := make(chan struct{}) // closed when the aggregator's handlers are on the mux
+	if o.AdaptGC {
+		wg.Add(1)
+		go func() { defer wg.Done(); gcpercent.Adapt(rctx, gcpercent.Options{Log: o.Log}) }()
+	}
 	role("aggregator", func(ctx context.Context) error {
 		return aggregator.Run(ctx, aggregator.Options{Conn: roleConn["aggregator"], ID: o.Node + "-aggregator",
 			Log: o.Log, ConfigFile: o.ConfigFile, ConfigReloadInterval: o.ConfigReloadInterval, Reload: o.Reload,

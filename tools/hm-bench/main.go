@@ -151,6 +151,7 @@ func runPipeline(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.DurationVar(&c.Duration, "duration", 30*time.Second, "measured window")
 	fs.StringVar(&c.ProfileDir, "profile", "", "save CPU and heap profiles of the probing processes here (-pprof)")
 	fs.StringVar(&c.Dir, "keep", "", "keep run directories (logs, config, JetStream store) here instead of a removed temp dir")
+	hmArgs := fs.String("hm-args", "", "extra space-separated flags of the all-in-one healthmesh (e.g. -gogc auto)")
 	netns := fs.Bool("netns", true, "run everything in a private network namespace (needs root)")
 	asJSON := fs.Bool("json", false, "print the results as JSON instead of tables")
 	timeout := fs.Duration("timeout", time.Hour, "give up after this long")
@@ -160,6 +161,7 @@ func runPipeline(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	c.HealthmeshArgs = strings.Fields(*hmArgs)
 	var err error
 	if c.Scenarios, err = bench.ParsePipelineScenarios(*scenarios, *interval); err != nil {
 		return fmt.Errorf("-scenarios: %w", err)

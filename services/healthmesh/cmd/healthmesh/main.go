@@ -22,6 +22,7 @@ func main() {
 	var (
 		o                   healthmesh.Options
 		logFormat, logLevel string
+		gogc                string
 	)
 	host, _ := os.Hostname()
 	// The DPVS healthcheck flags, with their meaning and defaults.
@@ -45,6 +46,7 @@ func main() {
 	flag.StringVar(&o.NATSAddr, "nats-addr", "127.0.0.1:4222", "embedded NATS client listener (host:port), or off for in-process connections only")
 	flag.StringVar(&o.Node, "node", host, "this load balancer node's name")
 	flag.BoolVar(&o.Pprof, "pprof", false, "also serve /debug/pprof/ on the metric server address")
+	flag.StringVar(&gogc, "gogc", "", "auto: collect garbage at GOGC=50 while the process uses under 30% of its CPUs, 100 while busy (less memory, a longer detection tail); empty: Go's default or the GOGC environment variable")
 	flag.StringVar(&logFormat, "log-format", "auto", "log format: auto, json or console")
 	flag.StringVar(&logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	flag.Parse()
@@ -60,6 +62,14 @@ func main() {
 			log.Info().Str("flag", f.Name).Msg("DPVS healthcheck flag accepted and ignored: healthmesh has no such setting")
 		}
 	})
+	switch gogc {
+	case "":
+	case "auto":
+		o.AdaptGC = true
+	default:
+		log.Error().Str("flag", "gogc").Str("value", gogc).Msg("-gogc: want auto or nothing (set GOGC in the environment for a fixed percentage)")
+		os.Exit(2)
+	}
 	o.Log = log
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -74,8 +74,10 @@ type PipelineConfig struct {
 	Duration     time.Duration // the measured window (default 30s)
 	Dir          string        // run directories go here; "" = a temp dir removed at the end
 	ProfileDir   string        // "" = none; else CPU and heap profiles of the probing process(es)
-	Progress     io.Writer     // progress lines; nil = none
-	Netns        bool          // informational: the run has a network namespace of its own
+	// HealthmeshArgs are extra flags of the all-in-one (-gogc auto).
+	HealthmeshArgs []string
+	Progress       io.Writer // progress lines; nil = none
+	Netns          bool      // informational: the run has a network namespace of its own
 }
 
 func (c *PipelineConfig) defaults() error {
@@ -448,6 +450,7 @@ func (p *pipe) startAllInOne(ctx context.Context, conf string) error {
 	if p.c.ProfileDir != "" {
 		args = append(args, "-pprof")
 	}
+	args = append(args, p.c.HealthmeshArgs...)
 	hm, err := startProc("healthmesh", p.dir, filepath.Join(p.c.Bin, binHealthmesh), nil, args...)
 	if err != nil {
 		return err
