@@ -196,6 +196,16 @@ func (h *harness) secondHalf() {
 
 // finish sends the second half and checks that exactly wantAll was
 // journaled, giving a spurious or duplicate event time to show up.
+// meta is the marker of the last checkpoint (false: none readable yet).
+func (h *harness) meta() (engine.Meta, bool) {
+	var m engine.Meta
+	e, err := h.l.State.Get(context.Background(), subject.KeyMeta)
+	if err != nil || event.Unmarshal(e.Value(), &m) != nil {
+		return engine.Meta{}, false
+	}
+	return m, true
+}
+
 func (h *harness) finish(t *testing.T) {
 	t.Helper()
 	h.secondHalf()
@@ -288,12 +298,8 @@ func TestEngine_clean_restart_resumes_from_checkpoint(t *testing.T) {
 	h.firstHalf()
 	h.waitEvents(4)
 	wait.For(t, 5*time.Second, "checkpoint of the first results", func() bool {
-		e, err := h.l.State.Get(context.Background(), subject.KeyMeta)
-		if err != nil {
-			return false
-		}
-		var m engine.Meta
-		return event.Unmarshal(e.Value(), &m) == nil && m.Seq >= 4
+		m, ok := h.meta()
+		return ok && m.Seq >= 4
 	})
 	a.stop()
 	revision := func(key string) uint64 {
@@ -321,9 +327,8 @@ func TestEngine_clean_restart_resumes_from_checkpoint(t *testing.T) {
 	// The new leader's checkpoints do not store the restored targets again:
 	// hm_state already holds what they would write.
 	wait.For(t, 5*time.Second, "a checkpoint of the second leader", func() bool {
-		e, err := h.l.State.Get(context.Background(), subject.KeyMeta)
-		var m engine.Meta
-		return err == nil && event.Unmarshal(e.Value(), &m) == nil && m.Term == 2
+		m, ok := h.meta()
+		return ok && m.Term == 2
 	})
 	for i, k := range snapKeys {
 		if r := revision(k); r != stored[i] {
