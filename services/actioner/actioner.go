@@ -191,6 +191,10 @@ func Run(ctx context.Context, o Options) error {
 		})
 	}
 	start(func() error {
+		rs.Run(ctx)
+		return nil
+	})
+	start(func() error {
 		return delivery.Run(ctx, delivery.Config{
 			Stream: layout.Events, Space: sp, Node: o.Node, Exec: ex, Ledger: led, Metrics: m, Log: log,
 			BatchSize: o.BatchSize, BatchWait: o.BatchWait, AckWait: o.AckWait, Retry: o.Retry,

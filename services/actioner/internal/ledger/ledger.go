@@ -62,6 +62,9 @@ type Object struct {
 	// Initial is set for objects first known before hm_state's initial load
 	// of their kind completed: the state this process starts from.
 	Initial bool
+	// Changed is the ledger's Mark when the desired state last changed or
+	// an action's outcome was last recorded.
+	Changed uint64
 }
 
 // Desired is what an object's last transition asks of the load balancer:
@@ -93,6 +96,8 @@ type Ledger struct {
 
 	specs    map[string]*event.ActionSpec // by Key: the shared copies
 	specsMax int                          // len(specs) that makes desired drop the unused ones
+
+	mark uint64 // counts new desired states and recorded outcomes
 }
 
 // desired builds the entry kept for t.
@@ -183,10 +188,22 @@ func (l *Ledger) Want(key string, t *event.Transition) {
 	o := l.objects[key]
 	switch {
 	case o == nil:
-		l.objects[key] = &Object{Key: key, Desired: l.desired(t), Initial: !l.synced[kindOf(key)]}
+		l.mark++
+		l.objects[key] = &Object{Key: key, Desired: l.desired(t), Initial: !l.synced[kindOf(key)], Changed: l.mark}
 	case o.Desired == nil || t.Gen > o.Desired.Gen:
-		o.Desired, o.Status, o.Failures = l.desired(t), Unconfirmed, 0
+		l.mark++
+		o.Desired, o.Status, o.Failures, o.Changed = l.desired(t), Unconfirmed, 0, l.mark
 	}
+}
+
+// Mark returns a number that grows with every new desired state and every
+// recorded outcome: an object whose Changed is above a mark taken earlier
+// has been acted on since, so what was read from the load balancer after
+// the mark was taken may predate that action.
+func (l *Ledger) Mark() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.mark
 }
 
 // Forget drops the desired state of key (it left hm_state). The sequence
@@ -208,6 +225,8 @@ func (l *Ledger) Record(key string, gen uint64, err error, permanent bool) {
 	if o == nil || o.Desired == nil || o.Desired.Gen != gen {
 		return
 	}
+	l.mark++
+	o.Changed = l.mark
 	switch {
 	case err == nil:
 		o.Status, o.Failures = Applied, 0

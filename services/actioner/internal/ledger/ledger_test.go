@@ -48,6 +48,7 @@ func TestWant_and_Record(t *testing.T) {
 		wantGen      uint64
 		wantStatus   Status
 		wantFailures int
+		unchanged    bool // Changed stays at or under the Mark taken before the step
 	}
 	tests := []struct {
 		name  string
@@ -66,18 +67,18 @@ func TestWant_and_Record(t *testing.T) {
 		{name: "permanent_is_rejected", steps: []step{
 			{do: func(l *Ledger) { l.Want(keyBE1, tr(1)) }, wantGen: 1},
 			{do: func(l *Ledger) { l.Record(keyBE1, 1, errAgent, true) }, wantGen: 1, wantStatus: Rejected, wantFailures: 1},
-			{do: func(l *Ledger) { l.Want(keyBE1, tr(1)) }, wantGen: 1, wantStatus: Rejected, wantFailures: 1},
+			{do: func(l *Ledger) { l.Want(keyBE1, tr(1)) }, wantGen: 1, wantStatus: Rejected, wantFailures: 1, unchanged: true},
 			{do: func(l *Ledger) { l.Want(keyBE1, tr(2)) }, wantGen: 2, wantStatus: Unconfirmed},
 		}},
 		{name: "older_generation_is_ignored", steps: []step{
 			{do: func(l *Ledger) { l.Want(keyBE1, tr(5)) }, wantGen: 5},
 			{do: func(l *Ledger) { l.Record(keyBE1, 5, nil, false) }, wantGen: 5, wantStatus: Applied},
-			{do: func(l *Ledger) { l.Want(keyBE1, tr(4)) }, wantGen: 5, wantStatus: Applied},
+			{do: func(l *Ledger) { l.Want(keyBE1, tr(4)) }, wantGen: 5, wantStatus: Applied, unchanged: true},
 		}},
 		{name: "outcome_of_an_old_generation_is_ignored", steps: []step{
 			{do: func(l *Ledger) { l.Want(keyBE1, tr(1)) }, wantGen: 1},
 			{do: func(l *Ledger) { l.Want(keyBE1, tr(2)) }, wantGen: 2},
-			{do: func(l *Ledger) { l.Record(keyBE1, 1, nil, false) }, wantGen: 2, wantStatus: Unconfirmed},
+			{do: func(l *Ledger) { l.Record(keyBE1, 1, nil, false) }, wantGen: 2, wantStatus: Unconfirmed, unchanged: true},
 		}},
 		{name: "forget_then_want_again", steps: []step{
 			{do: func(l *Ledger) { l.Want(keyBE1, tr(3)); l.Record(keyBE1, 3, nil, false) }, wantGen: 3, wantStatus: Applied},
@@ -88,6 +89,7 @@ func TestWant_and_Record(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			l := New()
 			for i, st := range tc.steps {
+				mark := l.Mark()
 				st.do(l)
 				o, ok := l.Get(keyBE1)
 				if !ok {
@@ -96,6 +98,9 @@ func TestWant_and_Record(t *testing.T) {
 				if o.Desired.Gen != st.wantGen || o.Status != st.wantStatus || o.Failures != st.wantFailures {
 					t.Errorf("step %d: gen %d %s failures %d, want gen %d %s failures %d",
 						i, o.Desired.Gen, o.Status, o.Failures, st.wantGen, st.wantStatus, st.wantFailures)
+				}
+				if changed := o.Changed > mark; changed == st.unchanged {
+					t.Errorf("step %d: changed since the mark = %v, want %v", i, changed, !st.unchanged)
 				}
 			}
 		})

@@ -6,11 +6,17 @@
 // asked and re-applied on drift; and for BackendUpdate the dpvs-agent
 // service list is read once per round and backends whose inhibited flag
 // differs from the desired one are re-applied.
+//
+// Step runs on the goroutine that delivers transitions, so a re-application
+// never races a delivery on the same object; the service list (tens of
+// milliseconds for 10,000 backends) is read by Run, beside it, so that
+// reading it does not delay a delivery.
 package resync
 
 import (
 	"context"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -38,6 +44,9 @@ const verdictTimeout = time.Second
 // new object's first due time is set at most this late).
 const idle = time.Second
 
+// listPoll is how soon Step looks again for a service list it asked Run for.
+const listPoll = 20 * time.Millisecond
+
 // Config configures a Resyncer.
 type Config struct {
 	Exec    *executor.Executor
@@ -51,13 +60,26 @@ type Config struct {
 }
 
 // Resyncer keeps when each VS and VA was last looked at. Step is called from one
-// goroutine (the consumer's, between batches).
+// goroutine (the consumer's, between batches); Run, from another, reads the
+// dpvs-agent service list when Step asks for it.
 type Resyncer struct {
 	cfg    Config
 	lastVS map[string]time.Time // VS token → last looked at
 	lastVA map[string]time.Time // ledger key → last looked at
 	wake   time.Time            // earliest due time found by the last look (at most idle later)
 	kicked atomic.Bool          // Kick was called: look at everything now
+
+	ask    chan struct{} // Step → Run: read the service list (buffered, 1)
+	asked  bool          // Step asked and has not taken a list since
+	mu     sync.Mutex
+	listed *listing // Run → Step: the list read last, until a Step takes it
+}
+
+// listing is one read of the dpvs-agent service list.
+type listing struct {
+	mark uint64 // the ledger's Mark before the read began
+	err  error
+	vss  map[subject.VSID]*dpvsagent.VirtualServer
 }
 
 // Kick makes the next Step treat every object as due, as at start: the
@@ -75,7 +97,67 @@ func New(cfg Config) *Resyncer {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Resyncer{cfg: cfg, lastVS: map[string]time.Time{}, lastVA: map[string]time.Time{}}
+	return &Resyncer{cfg: cfg, lastVS: map[string]time.Time{}, lastVA: map[string]time.Time{}, ask: make(chan struct{}, 1)}
+}
+
+// Run reads the dpvs-agent service list each time Step asks for it, until
+// ctx ends. Without Run (or without an agent), BackendUpdate drift is never
+// looked for.
+func (r *Resyncer) Run(ctx context.Context) {
+	if r.cfg.Agent == nil {
+		return
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.ask:
+		}
+		l := &listing{mark: r.cfg.Ledger.Mark()}
+		lctx, cancel := context.WithTimeout(ctx, dpvsagent.DefaultTimeout)
+		list, err := r.cfg.Agent.ListVS(lctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			l.err = err
+			r.cfg.Metrics.SyncErrors.WithLabelValues("list").Inc()
+			r.cfg.Log.Warn().Err(err).Msg("resync: dpvs-agent service list unavailable; BackendUpdate drift not checked this round")
+		} else {
+			l.vss = make(map[subject.VSID]*dpvsagent.VirtualServer, len(list))
+			for i := range list {
+				if id, err := list[i].ID(); err == nil {
+					l.vss[id] = &list[i]
+				}
+			}
+		}
+		r.mu.Lock()
+		r.listed = l
+		r.mu.Unlock()
+	}
+}
+
+// take returns the list Run read last, once.
+func (r *Resyncer) take() *listing {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	l := r.listed
+	r.listed = nil
+	if l != nil {
+		r.asked = false
+	}
+	return l
+}
+
+// askList asks Run for a new read of the service list, unless a read asked
+// for has not been taken yet.
+func (r *Resyncer) askList() {
+	if r.asked {
+		return
+	}
+	r.asked = true
+	r.ask <- struct{}{} // never blocks: a Step asks again only after taking
 }
 
 // work is one re-application: its job and the ledger entries it settles.
@@ -124,7 +206,7 @@ func (r *Resyncer) Step(ctx context.Context) time.Duration {
 	}
 
 	var todo []work
-	l := r.newLister()
+	list, waiting := r.take(), false
 	vss := r.cfg.Ledger.Backends()
 	for vsTok := range r.lastVS {
 		if _, ok := vss[vsTok]; !ok {
@@ -132,9 +214,21 @@ func (r *Resyncer) Step(ctx context.Context) time.Duration {
 		}
 	}
 	for vsTok, objs := range vss {
-		if due(r.lastVS, vsTok, anyInitial(objs), r.period(objs, r.cfg.DefaultVS)) {
-			todo = append(todo, r.vs(ctx, l, objs)...)
+		if !due(r.lastVS, vsTok, anyInitial(objs), r.period(objs, r.cfg.DefaultVS)) {
+			continue
 		}
+		w, ok := r.vs(list, objs)
+		if !ok {
+			// It needs the service list and Run has not read it yet:
+			// due again as soon as it has.
+			r.lastVS[vsTok], waiting = time.Time{}, true
+			continue
+		}
+		todo = append(todo, w...)
+	}
+	if waiting {
+		r.askList()
+		next = earlier(next, now.Add(listPoll))
 	}
 	vas := r.cfg.Ledger.VAs()
 	live := make(map[string]bool, len(vas))
@@ -213,8 +307,9 @@ func (r *Resyncer) run(ctx context.Context, todo []work) {
 	}
 }
 
-// vs plans the re-application of one VS's backends, one job per actioner.
-func (r *Resyncer) vs(ctx context.Context, l *lister, objs []ledger.Object) []work {
+// vs plans the re-application of one VS's backends, one job per actioner;
+// ok=false when that needs a service list and list is nil.
+func (r *Resyncer) vs(list *listing, objs []ledger.Object) (out []work, ok bool) {
 	bySpec := map[string][]ledger.Object{}
 	var order []string
 	for _, o := range objs {
@@ -227,12 +322,14 @@ func (r *Resyncer) vs(ctx context.Context, l *lister, objs []ledger.Object) []wo
 		}
 		bySpec[k] = append(bySpec[k], o)
 	}
-	var out []work
 	for _, k := range order {
 		group := bySpec[k]
 		spec := *group[0].Desired.Action
 		if spec.Actioner == action.NameBackendUpdate && r.cfg.Agent != nil {
-			if w, ok := r.backendDrift(ctx, l, spec, group); ok {
+			if list == nil {
+				return nil, false
+			}
+			if w, ok := r.backendDrift(list, spec, group); ok {
 				out = append(out, w)
 			}
 			continue
@@ -247,7 +344,7 @@ func (r *Resyncer) vs(ctx context.Context, l *lister, objs []ledger.Object) []wo
 			out = append(out, w)
 		}
 	}
-	return out
+	return out, true
 }
 
 // backendDrift compares the desired backends of one VS with what
@@ -256,14 +353,15 @@ func (r *Resyncer) vs(ctx context.Context, l *lister, objs []ledger.Object) []wo
 // weight says nothing about ours. Backends that match are confirmed;
 // those that differ are re-applied against the listed version, an up one
 // with the listed (user) weight. Backends the agent does not list are left
-// alone.
-func (r *Resyncer) backendDrift(ctx context.Context, l *lister, spec event.ActionSpec, group []ledger.Object) (work, bool) {
+// alone, and so are backends acted on since the read began (the list may
+// predate that action; the next round looks at them).
+func (r *Resyncer) backendDrift(list *listing, spec event.ActionSpec, group []ledger.Object) (work, bool) {
 	vsID, err := ledger.ParseKey(group[0].Key)
-	if err != nil {
+	if err != nil || list.err != nil {
 		return work{}, false
 	}
-	vs, listed, ok := l.get(ctx, vsID.VS)
-	if !ok || !listed {
+	vs := list.vss[vsID.VS]
+	if vs == nil {
 		return work{}, false
 	}
 	current := map[netip.AddrPort]dpvsagent.RealServer{}
@@ -276,7 +374,7 @@ func (r *Resyncer) backendDrift(ctx context.Context, l *lister, spec event.Actio
 	weights := map[string]uint16{}
 	for _, o := range group {
 		k, err := ledger.ParseKey(o.Key)
-		if err != nil {
+		if err != nil || o.Changed > list.mark {
 			continue
 		}
 		rs, ok := current[netip.AddrPortFrom(k.Backend.Addr, k.Backend.Port)]
@@ -390,42 +488,4 @@ func (r *Resyncer) drifted(ctx context.Context, spec event.ActionSpec, req actio
 		return true
 	}
 	return false
-}
-
-// lister reads dpvs-agent's service list at most once per Step.
-type lister struct {
-	r    *Resyncer
-	done bool
-	err  error
-	vss  map[subject.VSID]*dpvsagent.VirtualServer
-}
-
-func (r *Resyncer) newLister() *lister { return &lister{r: r} }
-
-// get returns the listed service (listed=false when the agent does not list
-// it); ok=false when the list could not be read.
-func (l *lister) get(ctx context.Context, id subject.VSID) (vs *dpvsagent.VirtualServer, listed, ok bool) {
-	if !l.done {
-		l.done = true
-		lctx, cancel := context.WithTimeout(ctx, dpvsagent.DefaultTimeout)
-		defer cancel()
-		list, err := l.r.cfg.Agent.ListVS(lctx)
-		if err != nil {
-			l.err = err
-			l.r.cfg.Metrics.SyncErrors.WithLabelValues("list").Inc()
-			l.r.cfg.Log.Warn().Err(err).Msg("resync: dpvs-agent service list unavailable; BackendUpdate drift not checked this round")
-		} else {
-			l.vss = make(map[subject.VSID]*dpvsagent.VirtualServer, len(list))
-			for i := range list {
-				if id, err := list[i].ID(); err == nil {
-					l.vss[id] = &list[i]
-				}
-			}
-		}
-	}
-	if l.err != nil {
-		return nil, false, false
-	}
-	vs = l.vss[id]
-	return vs, vs != nil, true
 }
