@@ -22,6 +22,7 @@ import (
 
 	"github.com/healthmesh/healthmesh/services/aggregator/internal/engine"
 	"github.com/healthmesh/healthmesh/services/aggregator/internal/inventory"
+	"github.com/healthmesh/healthmesh/services/aggregator/internal/kvwrite"
 	"github.com/healthmesh/healthmesh/services/aggregator/internal/lease"
 	"github.com/healthmesh/healthmesh/shared/bus"
 	"github.com/healthmesh/healthmesh/shared/config"
@@ -123,7 +124,9 @@ func Run(ctx context.Context, o Options) error {
 		defer nc.Close()
 	}
 	s.nc = nc
-	if s.js, err = jetstream.New(nc); err != nil {
+	// An acknowledgement that never comes fails its write instead of
+	// holding up the checkpoint that waits for it.
+	if s.js, err = jetstream.New(nc, jetstream.WithPublishAsyncTimeout(kvwrite.AckTimeout)); err != nil {
 		return fmt.Errorf("aggregator: %w", err)
 	}
 	sp, err := subject.NewSpace(cfg.Bus.Prefix)

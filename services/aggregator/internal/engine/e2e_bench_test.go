@@ -378,7 +378,7 @@ func (be *bench) checkpointFleet(b *testing.B, f *fleet) time.Time {
 	off := newOffline()
 	e := newEngine(Options{JS: be.js, Layout: be.l, ID: "setup", Term: 1, Log: zerolog.Nop(),
 		Now: func() time.Time { return now }})
-	e.journal = journal.New(off, offlineStream{}, offlineKV{name: be.l.Space.BucketState()})
+	e.journal = journal.New(off, &bus.Layout{Space: be.l.Space, Events: offlineStream{}, State: offlineKV{name: be.l.Space.BucketState()}})
 	if err := e.applyDesired(ctx, f.desired); err != nil {
 		b.Fatal(err)
 	}
@@ -401,14 +401,13 @@ func (be *bench) checkpointFleet(b *testing.B, f *fleet) time.Time {
 		}
 	}
 	// The journal's copies: one transition per object, as large as real ones.
-	bucket := be.l.State.Bucket()
 	snap := e.model.Snapshot()
 	put := func(key string, tr *event.Transition) {
 		data, err := event.Marshal(tr)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := e.kv.put(ctx, bucket, key, data); err != nil {
+		if err := e.kv.Put(ctx, key, data); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -436,7 +435,7 @@ func (be *bench) checkpointFleet(b *testing.B, f *fleet) time.Time {
 		vs, _ := subject.ParseEndpoint(r.VIP + "-TCP-0")
 		put(subject.KeyVAState(vs.Addr), tr(event.KindVA, r.VIP))
 	}
-	if err := e.kv.wait(ctx); err != nil {
+	if err := e.kv.Wait(ctx); err != nil {
 		b.Fatal(err)
 	}
 	if be.metaSeq() != e.seq || e.seq == 0 {

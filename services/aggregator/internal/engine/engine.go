@@ -22,6 +22,7 @@ import (
 	"github.com/healthmesh/healthmesh/services/aggregator/internal/checker"
 	"github.com/healthmesh/healthmesh/services/aggregator/internal/ingest"
 	"github.com/healthmesh/healthmesh/services/aggregator/internal/journal"
+	"github.com/healthmesh/healthmesh/services/aggregator/internal/kvwrite"
 	"github.com/healthmesh/healthmesh/services/aggregator/internal/topology"
 	"github.com/healthmesh/healthmesh/shared/bus"
 	"github.com/healthmesh/healthmesh/shared/event"
@@ -122,16 +123,17 @@ type target struct {
 }
 
 type engine struct {
-	o       Options
-	sp      subject.Space
-	now     func() time.Time
-	log     zerolog.Logger
-	model   *topology.Model
-	targets map[string]*target
-	journal *journal.Journal
-	kv      *asyncKV
-	m       *Metrics
-	cons    ingest.Source
+	o         Options
+	sp        subject.Space
+	now       func() time.Time
+	log       zerolog.Logger
+	model     *topology.Model
+	targets   map[string]*target
+	journal   *journal.Journal
+	kv        *kvwrite.Writer // the checkpoint's hm_state keys
+	targetsKV *kvwrite.Writer // hm_targets
+	m         *Metrics
+	cons      ingest.Source
 	// malformedSeen is the consumer's malformed count already reported.
 	malformedSeen uint64
 	droppedSeen   uint64 // likewise, the core subscription's drops
@@ -290,8 +292,9 @@ func newEngine(o Options) *engine {
 	e := &engine{
 		o: o, sp: o.Layout.Space, now: o.Now, log: o.Log.With().Uint64("term", o.Term).Logger(),
 		model: topology.New(), targets: map[string]*target{}, m: o.Metrics,
-		journal:        journal.New(o.JS, o.Layout.Events, o.Layout.State),
-		kv:             &asyncKV{js: o.JS},
+		journal:        journal.New(o.JS, o.Layout),
+		kv:             kvwrite.New(o.JS, o.Layout.State.Bucket()),
+		targetsKV:      kvwrite.New(o.JS, o.Layout.Targets.Bucket()),
 		writtenTargets: map[string]uint64{}, writtenState: map[string]uint64{}, orphans: map[string]struct{}{},
 		seed:     maphash.MakeSeed(),
 		fullPass: true, touched: newTouched(),

@@ -2,8 +2,10 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -146,10 +148,27 @@ type offline struct {
 	writes              atomic.Uint64
 	bytes               atomic.Uint64
 	done                chan struct{}
+	mu                  sync.Mutex // keys and refuse: the journal writes from several goroutines
 	// keys, when not nil, are the KV keys the writes left (subject:
-	// "$KV.<bucket>.<key>"). Only the engine's goroutine writes.
+	// "$KV.<bucket>.<key>").
 	keys map[string]bool
+	// refuse, when not nil, names subjects whose next async write fails
+	// (once each).
+	refuse map[string]bool
 }
+
+// refused is the outcome of a write the server refused.
+type refused struct{ m *nats.Msg }
+
+func (refused) Ok() <-chan *jetstream.PubAck { return make(chan *jetstream.PubAck) }
+
+func (refused) Err() <-chan error {
+	c := make(chan error, 1)
+	c <- errors.New("refused")
+	return c
+}
+
+func (r refused) Msg() *nats.Msg { return r.m }
 
 func newOffline() *offline {
 	o := &offline{done: make(chan struct{})}
@@ -170,6 +189,12 @@ func (o *offline) PublishAsync(_ string, data []byte, _ ...jetstream.PublishOpt)
 
 func (o *offline) PublishMsgAsync(m *nats.Msg, _ ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
 	o.writes.Add(1)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.refuse[m.Subject] {
+		delete(o.refuse, m.Subject)
+		return refused{m}, nil
+	}
 	if o.keys != nil {
 		o.keys[m.Subject] = m.Header.Get("KV-Operation") != "DEL"
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/healthmesh/healthmesh/services/aggregator/internal/checker"
 	"github.com/healthmesh/healthmesh/services/aggregator/internal/ingest"
 	"github.com/healthmesh/healthmesh/services/aggregator/internal/journal"
+	"github.com/healthmesh/healthmesh/services/aggregator/internal/kvwrite"
 	"github.com/healthmesh/healthmesh/services/aggregator/internal/topology"
 	"github.com/healthmesh/healthmesh/shared/bus"
 	"github.com/healthmesh/healthmesh/shared/event"
@@ -104,7 +105,6 @@ func (e *engine) applyDesired(ctx context.Context, d Desired) error {
 // writeTargets makes hm_targets hold exactly the desired targets, writing
 // only what changed.
 func (e *engine) writeTargets(ctx context.Context, d Desired) error {
-	bucket := e.o.Layout.Targets.Bucket()
 	writes := 0
 	for id, def := range d.Targets {
 		v := def.Def
@@ -117,7 +117,7 @@ func (e *engine) writeTargets(ctx context.Context, d Desired) error {
 		if w, ok := e.writtenTargets[id]; ok && w == d {
 			continue
 		}
-		if err := e.kv.put(ctx, bucket, id, bytes.Clone(data)); err != nil {
+		if err := e.targetsKV.Put(ctx, id, bytes.Clone(data)); err != nil {
 			return fmt.Errorf("engine: target %s: %w", id, err)
 		}
 		e.writtenTargets[id] = d
@@ -125,7 +125,7 @@ func (e *engine) writeTargets(ctx context.Context, d Desired) error {
 	}
 	for id := range e.writtenTargets {
 		if _, ok := d.Targets[id]; !ok {
-			if err := e.kv.del(ctx, bucket, id); err != nil {
+			if err := e.targetsKV.Delete(ctx, id); err != nil {
 				return fmt.Errorf("engine: target %s: %w", id, err)
 			}
 			delete(e.writtenTargets, id)
@@ -136,7 +136,17 @@ func (e *engine) writeTargets(ctx context.Context, d Desired) error {
 		return nil
 	}
 	e.log.Info().Int("writes", writes).Int("targets", len(d.Targets)).Msg("targets updated")
-	return e.kv.wait(ctx)
+	err := e.targetsKV.Wait(ctx)
+	var failed *kvwrite.Failed
+	if errors.As(err, &failed) {
+		for id := range failed.Keys {
+			delete(e.writtenTargets, id) // written again by the next leader's inventory
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("engine: hm_targets: %w", err)
+	}
+	return nil
 }
 
 // fold runs a batch of results through the checkers and publishes the

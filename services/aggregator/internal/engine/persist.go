@@ -9,10 +9,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/healthmesh/healthmesh/services/aggregator/internal/checker"
+	"github.com/healthmesh/healthmesh/services/aggregator/internal/kvwrite"
 	"github.com/healthmesh/healthmesh/services/aggregator/internal/topology"
 	"github.com/healthmesh/healthmesh/shared/event"
 	"github.com/healthmesh/healthmesh/shared/subject"
@@ -209,7 +209,6 @@ func (e *engine) checkpoint(ctx context.Context) error {
 		return ErrLost
 	}
 	start := time.Now()
-	bucket := e.o.Layout.State.Bucket()
 	full := e.fullPass
 	var seen map[string]bool
 	if full {
@@ -229,13 +228,13 @@ func (e *engine) checkpoint(ctx context.Context) error {
 			return nil
 		}
 		writes++
-		if err := e.kv.put(ctx, bucket, key, bytes.Clone(data)); err != nil {
+		if err := e.kv.Put(ctx, key, bytes.Clone(data)); err != nil {
 			return err
 		}
 		e.writtenState[key] = d
 		return nil
 	}
-	if err := e.putTargets(ctx, bucket, full, &writes); err != nil {
+	if err := e.putTargets(ctx, full, &writes); err != nil {
 		return err
 	}
 	if full || e.touched.len() > 0 {
@@ -247,7 +246,7 @@ func (e *engine) checkpoint(ctx context.Context) error {
 		// Records of objects that no longer exist.
 		for key := range e.writtenState {
 			if !seen[key] && key != subject.KeyMeta {
-				if err := e.kv.del(ctx, bucket, key); err != nil {
+				if err := e.kv.Delete(ctx, key); err != nil {
 					return err
 				}
 				delete(e.writtenState, key)
@@ -255,7 +254,13 @@ func (e *engine) checkpoint(ctx context.Context) error {
 			}
 		}
 	}
-	if err := e.kv.wait(ctx); err != nil {
+	// The journal's hm_state copies and the writes above, before the
+	// marker that says they are done.
+	if err := e.journal.Settle(ctx); err != nil {
+		return err
+	}
+	if err := e.kv.Wait(ctx); err != nil {
+		e.rewrite(err)
 		return err
 	}
 	meta := Meta{V: 1, Seq: e.seq, Term: e.o.Term, Rev: e.rev, TS: e.now().UnixNano()}
@@ -285,13 +290,13 @@ func (e *engine) checkpoint(ctx context.Context) error {
 // rewrote every target every checkpoint (12,000 KV writes/s at 60,000
 // targets). Only a change of what restores differently is stored, and telling
 // that costs a digest, not an encoding of every target.
-func (e *engine) putTargets(ctx context.Context, bucket string, full bool, writes *int) error {
+func (e *engine) putTargets(ctx context.Context, full bool, writes *int) error {
 	del := func(id string) error {
 		if _, ok := e.targets[id]; ok {
 			return nil // back again, with stored unset: its key is rewritten
 		}
 		*writes++
-		return e.kv.del(ctx, bucket, prefTargetSnap+id)
+		return e.kv.Delete(ctx, prefTargetSnap+id)
 	}
 	for _, id := range e.gone {
 		if err := del(id); err != nil {
@@ -336,13 +341,36 @@ func (e *engine) putTargets(ctx context.Context, bucket string, full bool, write
 		if err != nil {
 			return err
 		}
-		if err := e.kv.put(ctx, bucket, prefTargetSnap+id, data); err != nil {
+		if err := e.kv.Put(ctx, prefTargetSnap+id, data); err != nil {
 			return err
 		}
 		*writes++
 		t.stored, t.snapD, t.recD = true, snapD, recD
 	}
 	return nil
+}
+
+// rewrite makes the next checkpoint write again the keys whose writes
+// failed (err is the checkpoint's kvwrite.Failed): a target's state, or a
+// record, whichever it holds now (a full pass writes a record whose digest
+// is unknown, or deletes it if its object is gone).
+func (e *engine) rewrite(err error) {
+	var failed *kvwrite.Failed
+	if !errors.As(err, &failed) {
+		return
+	}
+	for key := range failed.Keys {
+		if id, ok := strings.CutPrefix(key, prefTargetSnap); ok {
+			if t := e.targets[id]; t != nil {
+				t.stored = false
+			} else {
+				e.gone = append(e.gone, id)
+			}
+			continue
+		}
+		e.writtenState[key] = 0
+		e.fullPass = true
+	}
 }
 
 // snapDigest is a checker's semantic digest (see checker.SemanticDigest).
@@ -481,45 +509,4 @@ func endpointTok(s string) string {
 		return subject.NameToken(s)
 	}
 	return ep.Token()
-}
-
-// asyncKV writes KV entries with asynchronous publishes to the bucket's
-// subjects (a KV bucket is a stream): one round trip for many writes.
-type asyncKV struct {
-	js jetstream.JetStream
-}
-
-func (a *asyncKV) put(ctx context.Context, bucket, key string, data []byte) error {
-	return a.publish(ctx, &nats.Msg{Subject: "$KV." + bucket + "." + key, Data: data})
-}
-
-func (a *asyncKV) del(ctx context.Context, bucket, key string) error {
-	m := nats.NewMsg("$KV." + bucket + "." + key)
-	m.Header.Set("KV-Operation", "DEL")
-	return a.publish(ctx, m)
-}
-
-// publish sends m, waiting while the window of unacknowledged writes is
-// full: a checkpoint or an inventory of 100,000 targets is far more than
-// the window, and the client's short stall would otherwise fail the write.
-func (a *asyncKV) publish(ctx context.Context, m *nats.Msg) error {
-	for {
-		_, err := a.js.PublishMsgAsync(m)
-		if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
-			return err
-		}
-		if err := a.wait(ctx); err != nil {
-			return err
-		}
-	}
-}
-
-// wait blocks until every write is acknowledged.
-func (a *asyncKV) wait(ctx context.Context) error {
-	select {
-	case <-a.js.PublishAsyncComplete():
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("engine: kv writes not acknowledged: %w", ctx.Err())
-	}
 }

@@ -2,15 +2,11 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"maps"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/healthmesh/healthmesh/shared/subject"
 )
@@ -95,6 +91,55 @@ func TestCheckpoint_partial_pass_stores_what_a_full_pass_would(t *testing.T) {
 	}
 }
 
+// A checkpoint whose writes fail writes no marker, and the next one writes
+// those keys again: a target's state and a record alike.
+func TestCheckpoint_writes_again_what_failed(t *testing.T) {
+	ctx := context.Background()
+	fo := newFolding(t, 100, 10)
+	e := fo.e
+	fo.js.keys = map[string]bool{}
+	if err := e.checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range 10 { // until a backend's record changes too
+		if fo.round(t); e.touched.len() > 0 {
+			break
+		}
+	}
+	prefix := "$KV." + e.o.Layout.State.Bucket() + "."
+	var tgt, rec string
+	for _, id := range sortedIDs(e.targets) {
+		if e.targets[id].dirty {
+			tgt = prefix + prefTargetSnap + id
+			break
+		}
+	}
+	for k := range e.touched.backends {
+		rec = prefix + prefRecBackend + k.vs.Token() + "." + k.backend.Token()
+		break
+	}
+	if tgt == "" || rec == "" {
+		t.Fatalf("the round changed no target (%q) or no record (%q)", tgt, rec)
+	}
+	delete(fo.js.keys, tgt)
+	delete(fo.js.keys, rec)
+	fo.js.refuse = map[string]bool{tgt: true, rec: true}
+	err := e.checkpoint(ctx)
+	if err == nil || !strings.Contains(err.Error(), "2 writes failed") {
+		t.Fatalf("checkpoint with two refused writes = %v", err)
+	}
+	if fo.js.keys[tgt] || fo.js.keys[rec] {
+		t.Fatal("the refused writes were stored")
+	}
+	if err := e.checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !fo.js.keys[tgt] || !fo.js.keys[rec] {
+		t.Fatalf("after the next checkpoint: %s stored %v, %s stored %v", tgt, fo.js.keys[tgt], rec, fo.js.keys[rec])
+	}
+	stateKeys(t, "after the retry", e, fo.js.keys)
+}
+
 // stateKeys checks that the live keys of hm_state are exactly one per
 // target (target.<t>, its record included) and one per VA, VS and backend
 // record: those of removed objects deleted, none of the old rec.target.*.
@@ -117,7 +162,7 @@ func stateKeys(t *testing.T, step string, e *engine, written map[string]bool) {
 	prefix := "$KV." + e.o.Layout.State.Bucket() + "."
 	for subj, live := range written {
 		key, ok := strings.CutPrefix(subj, prefix)
-		if !ok || !live {
+		if !ok || !live || isJournalKey(key) {
 			continue
 		}
 		if !want[key] {
@@ -128,6 +173,17 @@ func stateKeys(t *testing.T, step string, e *engine, written map[string]bool) {
 	if len(want) > 0 {
 		t.Fatalf("%s: hm_state lacks %d keys, e.g. %v", step, len(want), slices.Collect(maps.Keys(want))[:1])
 	}
+}
+
+// isJournalKey tells the journal's copies of transitions from the keys a
+// checkpoint writes.
+func isJournalKey(key string) bool {
+	for _, p := range []string{"backend.", "vs.", "va."} {
+		if strings.HasPrefix(key, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // request pauses or resumes the first backend of the fleet.
@@ -148,57 +204,5 @@ func request(t *testing.T, e *engine, op Op) {
 	}
 	if rep := <-reply; rep.Err != nil || rep.Events == 0 {
 		t.Fatalf("%s: %+v", op, rep)
-	}
-}
-
-// stalling refuses the first async publishes as a full window does.
-type stalling struct {
-	*offline
-	refuse int
-}
-
-func (s *stalling) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
-	if s.refuse > 0 {
-		s.refuse--
-		return nil, jetstream.ErrTooManyStalledMsgs
-	}
-	return s.offline.PublishMsgAsync(m, opts...)
-}
-
-// A full window of unacknowledged writes is back-pressure, not a failure:
-// an inventory or checkpoint of 100,000 keys is far larger than it.
-func TestAsyncKV_waits_for_a_full_window(t *testing.T) {
-	tests := []struct {
-		name    string
-		refuse  int
-		ctx     func() context.Context
-		wantErr bool
-	}{
-		{"window_free", 0, context.Background, false},
-		{"window_full_then_free", 3, context.Background, false},
-		{"canceled_while_full", 1, func() context.Context {
-			ctx, cancel := context.WithCancel(context.Background())
-			cancel()
-			return ctx
-		}, true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			js := &stalling{offline: newOffline(), refuse: tt.refuse}
-			if tt.wantErr {
-				js.done = make(chan struct{}) // never drains
-			}
-			kv := &asyncKV{js: js}
-			err := kv.put(tt.ctx(), "hm_state", "k", []byte("v"))
-			if tt.wantErr {
-				if !errors.Is(err, context.Canceled) {
-					t.Fatalf("put = %v, want context.Canceled", err)
-				}
-				return
-			}
-			if err != nil || js.writes.Load() != 1 {
-				t.Fatalf("put = %v after %d refusals, %d writes; want nil, 1", err, tt.refuse, js.writes.Load())
-			}
-		})
 	}
 }

@@ -2,16 +2,23 @@
 // ExpectLastSequencePerSubject and deduplicated by Nats-Msg-Id, then into KV
 // hm_state as the object's current state. After a crash between the two, the
 // stream wins: the aggregator re-derives the KV entry from the last event.
+//
+// The hm_state copy trails the event: Append returns once the event is
+// stored and the copy is sent, so the next transition does not wait for a
+// second round trip; Settle waits for the copies (the engine calls it
+// before each checkpoint) and writes a failed one again from the stream.
 package journal
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/healthmesh/healthmesh/services/aggregator/internal/kvwrite"
 	"github.com/healthmesh/healthmesh/shared/bus"
 	"github.com/healthmesh/healthmesh/shared/event"
 )
@@ -27,8 +34,13 @@ type Journal struct {
 	js      jetstream.JetStream
 	events  jetstream.Stream
 	state   jetstream.KeyValue
+	copies  *kvwrite.Writer // the hm_state copies
+	prefix  string          // "<prefix>.event.": a copy's key after it is its event's subject
 	mu      sync.Mutex
 	lastSeq map[string]uint64 // subject → last stream sequence we know of
+	// repair holds the keys whose copies failed and are not written again
+	// yet (Settle's goroutine only).
+	repair map[string]struct{}
 }
 
 func (j *Journal) last(subj string) (uint64, bool) {
@@ -48,13 +60,21 @@ func (j *Journal) setLast(subj string, seq uint64, known bool) {
 	}
 }
 
-// New returns a journal writing to the events stream and the state bucket.
-func New(js jetstream.JetStream, events jetstream.Stream, state jetstream.KeyValue) *Journal {
-	return &Journal{js: js, events: events, state: state, lastSeq: map[string]uint64{}}
+// New returns a journal writing to the layout's events stream and state
+// bucket, on js (which should have an async publish timeout: see
+// kvwrite.AckTimeout).
+func New(js jetstream.JetStream, l *bus.Layout) *Journal {
+	return &Journal{
+		js: js, events: l.Events, state: l.State,
+		copies:  kvwrite.New(js, l.State.Bucket()),
+		prefix:  strings.TrimSuffix(l.Space.EventsAll(), ">"),
+		lastSeq: map[string]uint64{}, repair: map[string]struct{}{},
+	}
 }
 
-// Append publishes t on subj and then stores it under key in hm_state. It
-// returns the event's stream sequence.
+// Append publishes t on subj and then sends it for key in hm_state (see
+// Settle); key is subj after "<prefix>.event.". It returns the event's
+// stream sequence.
 func (j *Journal) Append(ctx context.Context, subj, key string, t *event.Transition) (uint64, error) {
 	last, ok := j.last(subj)
 	if !ok {
@@ -85,10 +105,40 @@ func (j *Journal) Append(ctx context.Context, subj, key string, t *event.Transit
 		return ack.Sequence, nil
 	}
 	j.setLast(subj, ack.Sequence, true)
-	if _, err := j.state.Put(ctx, key, msg.Data); err != nil {
+	if err := j.copies.Put(ctx, key, msg.Data); err != nil {
 		return ack.Sequence, fmt.Errorf("journal: state %s: %w", key, err)
 	}
 	return ack.Sequence, nil
+}
+
+// Settle waits until every hm_state copy sent so far is stored. A copy that
+// failed is written again from its subject's last event (the stream wins:
+// a later copy may have been stored since, or not); a key it could not
+// repair is tried again at the next Settle, and the error says so.
+func (j *Journal) Settle(ctx context.Context) error {
+	err := j.copies.Wait(ctx)
+	var failed *kvwrite.Failed
+	if errors.As(err, &failed) {
+		for key := range failed.Keys {
+			j.repair[key] = struct{}{}
+		}
+	} else if err != nil {
+		return err
+	}
+	for key := range j.repair {
+		m, err := j.events.GetLastMsgForSubject(ctx, j.prefix+key)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+		case err != nil:
+			return fmt.Errorf("journal: repair %s: %w", key, err)
+		default:
+			if _, err := j.state.Put(ctx, key, m.Data); err != nil {
+				return fmt.Errorf("journal: repair %s: %w", key, err)
+			}
+		}
+		delete(j.repair, key)
+	}
+	return nil
 }
 
 // fetchLast reads the subject's last sequence in the stream (0 if none).
