@@ -235,9 +235,27 @@ func Run(ctx context.Context, o Options) error {
 	defer checkpoint.Stop()
 	expire := time.NewTicker(o.ExpireEvery)
 	defer expire.Stop()
+	// A checkpoint's writes are sent from this goroutine; waiting for them,
+	// the marker and the ack happen beside it (one at a time), so that
+	// results keep being folded meanwhile.
+	var (
+		finished  = make(chan checkpointed, 1)
+		finishing bool
+	)
+	ckCtx, ckCancel := context.WithCancel(ctx)
+	awaitFinish := func() {
+		if finishing {
+			finishing = false
+			if err := e.checkpointDone(<-finished); err != nil && ctx.Err() == nil {
+				e.log.Warn().Err(err).Msg("checkpoint failed; retrying at the next one")
+			}
+		}
+	}
+	defer func() { ckCancel(); awaitFinish() }()
 	for {
 		select {
 		case <-ctx.Done():
+			awaitFinish()
 			if !o.SkipFinalCheckpoint {
 				e.finalCheckpoint()
 			}
@@ -265,7 +283,19 @@ func Run(ctx context.Context, o Options) error {
 				return err
 			}
 		case <-checkpoint.C:
-			if err := e.checkpoint(ctx); err != nil {
+			if finishing {
+				continue // the last one is still waiting for its writes
+			}
+			ck, err := e.stageCheckpoint(ctx)
+			if err != nil {
+				e.log.Warn().Err(err).Msg("checkpoint failed; retrying at the next one")
+				continue
+			}
+			finishing = true
+			go func() { finished <- ck.finish(ckCtx) }()
+		case r := <-finished:
+			finishing = false
+			if err := e.checkpointDone(r); err != nil {
 				e.log.Warn().Err(err).Msg("checkpoint failed; retrying at the next one")
 			}
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/healthmesh/healthmesh/services/aggregator/internal/checker"
+	"github.com/healthmesh/healthmesh/services/aggregator/internal/ingest"
 	"github.com/healthmesh/healthmesh/services/aggregator/internal/kvwrite"
 	"github.com/healthmesh/healthmesh/services/aggregator/internal/topology"
 	"github.com/healthmesh/healthmesh/shared/event"
@@ -196,7 +197,28 @@ func watchKeys(ctx context.Context, kv jetstream.KeyValue, filter string, f func
 }
 
 // checkpoint stores every changed checker snapshot and topology record, then
-// the marker, then acks the results they reflect.
+// the marker, then acks the results they reflect, and returns when that is
+// done (tests, and the final checkpoint). Run's periodic checkpoints stage
+// on the engine's goroutine and finish beside it (startCheckpoint).
+func (e *engine) checkpoint(ctx context.Context) error {
+	ck, err := e.stageCheckpoint(ctx)
+	if err != nil {
+		return err
+	}
+	return e.checkpointDone(ck.finish(ctx))
+}
+
+// staged is a checkpoint whose writes are sent: what finishing it needs.
+type staged struct {
+	e       *engine
+	start   time.Time
+	writes  int
+	meta    Meta
+	pending *ingest.Batch
+}
+
+// stageCheckpoint sends the writes of a checkpoint: every dirty target and
+// touched record (every record, after an inventory change or a restore).
 //
 // After an inventory change or a restore (fullPass) every record is encoded
 // and compared with what was written, and the records of objects that are
@@ -204,17 +226,16 @@ func watchKeys(ctx context.Context, kv jetstream.KeyValue, filter string, f func
 // left, so only dirty targets and the records of objects a verdict, pause or
 // resume touched can differ: encoding the whole model every time cost about
 // a second per checkpoint at 100,000 targets (BENCHMARKS.md).
-func (e *engine) checkpoint(ctx context.Context) error {
+func (e *engine) stageCheckpoint(ctx context.Context) (*staged, error) {
 	if e.lost.Load() {
-		return ErrLost
+		return nil, ErrLost
 	}
-	start := time.Now()
+	ck := &staged{e: e, start: time.Now()}
 	full := e.fullPass
 	var seen map[string]bool
 	if full {
 		seen = make(map[string]bool, len(e.writtenState))
 	}
-	writes := 0
 	put := func(key string, v any) error {
 		if full {
 			seen[key] = true
@@ -227,19 +248,19 @@ func (e *engine) checkpoint(ctx context.Context) error {
 		if w, ok := e.writtenState[key]; ok && w == d {
 			return nil
 		}
-		writes++
+		ck.writes++
 		if err := e.kv.Put(ctx, key, bytes.Clone(data)); err != nil {
 			return err
 		}
 		e.writtenState[key] = d
 		return nil
 	}
-	if err := e.putTargets(ctx, full, &writes); err != nil {
-		return err
+	if err := e.putTargets(ctx, full, &ck.writes); err != nil {
+		return nil, err
 	}
 	if full || e.touched.len() > 0 {
 		if err := e.putRecords(full, put); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if full {
@@ -247,38 +268,67 @@ func (e *engine) checkpoint(ctx context.Context) error {
 		for key := range e.writtenState {
 			if !seen[key] && key != subject.KeyMeta {
 				if err := e.kv.Delete(ctx, key); err != nil {
-					return err
+					return nil, err
 				}
 				delete(e.writtenState, key)
-				writes++
+				ck.writes++
 			}
 		}
 	}
-	// The journal's hm_state copies and the writes above, before the
-	// marker that says they are done.
-	if err := e.journal.Settle(ctx); err != nil {
-		return err
-	}
-	if err := e.kv.Wait(ctx); err != nil {
-		e.rewrite(err)
-		return err
-	}
-	meta := Meta{V: 1, Seq: e.seq, Term: e.o.Term, Rev: e.rev, TS: e.now().UnixNano()}
-	data, _ := event.Marshal(&meta)
-	if _, err := e.o.Layout.State.Put(ctx, subject.KeyMeta, data); err != nil {
-		return fmt.Errorf("engine: checkpoint marker: %w", err)
-	}
 	e.fullPass = false
 	e.touched.clear()
-	if e.pending != nil {
-		if err := e.pending.Ack(ctx); err != nil {
-			return err
-		}
-		e.acked = e.pending.Last
-		e.pending = nil
+	ck.meta = Meta{V: 1, Seq: e.seq, Term: e.o.Term, Rev: e.rev, TS: e.now().UnixNano()}
+	ck.pending, e.pending = e.pending, nil
+	return ck, nil
+}
+
+// finish waits for the checkpoint's writes and the journal's hm_state
+// copies, then stores the marker that says they are done and acks the
+// results they reflect. It touches none of the engine's state but the
+// journal's and the writers', which are safe beside the engine's goroutine.
+func (ck *staged) finish(ctx context.Context) checkpointed {
+	e := ck.e
+	if err := e.journal.Settle(ctx); err != nil {
+		return checkpointed{ck: ck, err: err}
 	}
-	e.m.checkpointSeconds.Observe(time.Since(start).Seconds())
-	e.m.checkpointWrites.Add(float64(writes))
+	if err := e.kv.Wait(ctx); err != nil {
+		return checkpointed{ck: ck, err: err}
+	}
+	data, _ := event.Marshal(&ck.meta)
+	if _, err := e.o.Layout.State.Put(ctx, subject.KeyMeta, data); err != nil {
+		return checkpointed{ck: ck, err: fmt.Errorf("engine: checkpoint marker: %w", err)}
+	}
+	if ck.pending != nil {
+		if err := ck.pending.Ack(ctx); err != nil {
+			return checkpointed{ck: ck, err: err}
+		}
+	}
+	return checkpointed{ck: ck}
+}
+
+// checkpointed is how a staged checkpoint finished.
+type checkpointed struct {
+	ck  *staged
+	err error
+}
+
+// checkpointDone takes a finished checkpoint's outcome in on the engine's
+// goroutine: writes that failed are written again by the next checkpoint,
+// and results not acked are acked by it.
+func (e *engine) checkpointDone(r checkpointed) error {
+	ck := r.ck
+	if r.err != nil {
+		e.rewrite(r.err)
+		if e.pending == nil {
+			e.pending = ck.pending // a newer batch, if any, acks it too
+		}
+		return r.err
+	}
+	if ck.pending != nil {
+		e.acked = ck.pending.Last
+	}
+	e.m.checkpointSeconds.Observe(time.Since(ck.start).Seconds())
+	e.m.checkpointWrites.Add(float64(ck.writes))
 	return nil
 }
 
