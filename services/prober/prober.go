@@ -124,7 +124,7 @@ func Run(ctx context.Context, o Options) error {
 	sched := schedule.New(schedule.Options{MaxConcurrent: o.Concurrency, Metrics: m})
 	w := &worker{o: o, log: log, sp: sp, pub: pub, sched: sched, m: m,
 		deps: probe.Deps{Pinger: pinger, Sockets: sockets}, registry: member.NewRegistry(),
-		defs: map[string]*event.Target{}, owned: map[string]*job{}, shared: map[string]probe.Prober{}, wake: make(chan struct{}, 1)}
+		defs: map[string]*spec{}, owned: map[string]*job{}, shared: map[string]probe.Prober{}, wake: make(chan struct{}, 1)}
 
 	stopHTTP, err := w.serveHTTP()
 	if err != nil {

@@ -2,10 +2,7 @@ package prober
 
 import (
 	"context"
-	"fmt"
 	"maps"
-	"net/netip"
-	"strings"
 	"sync"
 	"time"
 
@@ -36,28 +33,33 @@ type worker struct {
 	shared map[string]probe.Prober
 
 	mu    sync.Mutex
-	defs  map[string]*event.Target // desired, from hm_targets
-	owned map[string]*job          // scheduled here
-	wake  chan struct{}            // capacity 1: "recompute ownership"
+	defs  map[string]*spec // desired, from hm_targets
+	owned map[string]*job  // scheduled here
+	wake  chan struct{}    // capacity 1: "recompute ownership"
 }
 
 // job is one owned target.
 type job struct {
-	def     *event.Target
-	subj    string
-	prober  probe.Prober
-	target  probe.Target
-	method  string
-	hdr     publish.Headers // used by run only
-	mu      sync.Mutex      // guards last (a job never runs twice at once, but Update may race)
-	last    event.State
-	changes int
+	spec   *spec
+	subj   string
+	prober probe.Prober
+	hdr    publish.Headers // used by run only
+	mu     sync.Mutex      // guards last (a job never runs twice at once, but Update may race)
+	last   event.State
 }
 
+// putTarget keeps a new or changed definition. One that cannot be probed is
+// counted and logged, and leaves the key's previous definition, if any, in
+// place: a bad update does not stop a working check.
 func (w *worker) putTarget(key string, t *event.Target, _ uint64) {
-	t.UsedBy = nil // which backends share a target is the aggregator's business: not kept per target here
+	s, err := parseSpec(t)
+	if err != nil {
+		w.m.badTargets.Inc()
+		w.log.Warn().Err(err).Str("target", key).Msg("target cannot be probed")
+		return
+	}
 	w.mu.Lock()
-	w.defs[key] = t
+	w.defs[key] = s
 	w.mu.Unlock()
 	w.poke()
 }
@@ -132,14 +134,14 @@ func (w *worker) reconcile(ctx context.Context) {
 	added, removed, updated := 0, 0, 0
 	want := map[string]bool{}
 	for id, def := range defs {
-		if !tbl.Owns(w.o.ID, id, def.Observers) {
+		if !tbl.Owns(w.o.ID, id, def.observers) {
 			continue
 		}
 		want[id] = true
 		w.mu.Lock()
 		cur := w.owned[id]
 		w.mu.Unlock()
-		if cur != nil && sameDef(cur.def, def) {
+		if cur != nil && sameProbe(cur.spec, def) {
 			continue
 		}
 		j, err := w.newJob(def)
@@ -148,7 +150,7 @@ func (w *worker) reconcile(ctx context.Context) {
 			w.log.Warn().Err(err).Str("target", id).Msg("target cannot be probed")
 			continue
 		}
-		sj := schedule.Job{ID: id, Interval: time.Duration(def.Interval), Jitter: def.Jitter, Run: j.run(w)}
+		sj := schedule.Job{ID: id, Interval: time.Duration(def.interval), Jitter: def.jitter, Run: j.run(w)}
 		if cur == nil {
 			err = w.sched.Add(sj)
 			added++
@@ -184,73 +186,34 @@ func (w *worker) reconcile(ctx context.Context) {
 	}
 }
 
-func sameDef(a, b *event.Target) bool {
-	if a.Interval != b.Interval || a.Timeout != b.Timeout || a.Method != b.Method || a.Jitter != b.Jitter ||
-		a.FastInterval != b.FastInterval || a.DownInterval != b.DownInterval || a.Source != b.Source ||
-		a.Netns != b.Netns || a.CheckAddr != b.CheckAddr || a.CheckPort != b.CheckPort || a.Addr != b.Addr ||
-		a.Port != b.Port || a.Proto != b.Proto || a.Observers != b.Observers {
-		return false
-	}
-	return maps.Equal(a.Params, b.Params)
-}
-
 // newJob builds the probe of a target.
-func (w *worker) newJob(def *event.Target) (*job, error) {
-	tid, err := subject.ParseTargetToken(def.ID)
+func (w *worker) newJob(s *spec) (*job, error) {
+	tid, err := subject.ParseTargetToken(s.token)
 	if err != nil {
 		return nil, err
 	}
-	proto, err := subject.ParseProto(def.Proto)
+	p, err := w.prober(s.method, s.params)
 	if err != nil {
 		return nil, err
 	}
-	addr, err := netip.ParseAddr(def.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("address %q: %w", def.Addr, err)
-	}
-	if def.CheckAddr != "" {
-		if addr, err = netip.ParseAddr(def.CheckAddr); err != nil {
-			return nil, fmt.Errorf("check address %q: %w", def.CheckAddr, err)
-		}
-	}
-	port := def.Port
-	if def.CheckPort != 0 {
-		port = def.CheckPort
-	}
-	pt := probe.Target{Addr: netip.AddrPortFrom(addr.Unmap(), port), Proto: proto, Timeout: time.Duration(def.Timeout), Netns: def.Netns}
-	if def.Source != "" {
-		src, err := netip.ParseAddr(def.Source)
-		if err != nil {
-			// Not a literal: a go-sockaddr template, resolved here, on the
-			// prober's host, where the address belongs.
-			if src, err = probe.ResolveSource(def.Source); err != nil {
-				return nil, err
-			}
-		}
-		pt.Source = src
-	}
-	method := probe.Resolve(strings.ToLower(def.Method), proto)
-	p, err := w.prober(method, def.Params)
-	if err != nil {
-		return nil, err
-	}
-	return &job{def: def, subj: w.sp.Result(tid, w.o.ID), prober: p, target: pt, method: method, last: event.Unknown}, nil
+	return &job{spec: s, subj: w.sp.Result(tid, w.o.ID), prober: p, last: event.Unknown}, nil
 }
 
 // run is the scheduled work: probe, publish, pick the next interval.
 func (j *job) run(w *worker) func(ctx context.Context) time.Duration {
 	return func(ctx context.Context) time.Duration {
 		start := time.Now()
-		res := j.prober.Probe(ctx, &j.target)
+		s := j.spec
+		res := j.prober.Probe(ctx, &s.target)
 		if ctx.Err() != nil {
 			return 0 // stopping: do not publish a cancelled probe
 		}
-		r := event.ProbeResult{Target: j.def.ID, TS: start.UnixNano(), State: res.State, Reason: res.Reason,
-			RTT: int64(res.RTT), Detail: res.Detail, Interval: j.def.Interval, Rev: j.def.Rev}
+		r := event.ProbeResult{Target: s.token, TS: start.UnixNano(), State: res.State, Reason: res.Reason,
+			RTT: int64(res.RTT), Detail: res.Detail, Interval: s.interval, Rev: s.rev}
 		if err := w.pub.Publish(j.subj, &r, &j.hdr); err != nil {
 			w.m.publishErrors.Inc()
 		}
-		w.m.observe(j.method, res)
+		w.m.observe(s.method, res)
 
 		j.mu.Lock()
 		defer j.mu.Unlock()
@@ -259,10 +222,10 @@ func (j *job) run(w *worker) func(ctx context.Context) time.Duration {
 			j.last = res.State
 		}
 		switch {
-		case changing && j.def.FastInterval > 0:
-			return time.Duration(j.def.FastInterval)
-		case j.last == event.Down && j.def.DownInterval > 0:
-			return time.Duration(j.def.DownInterval)
+		case changing && s.fast > 0:
+			return time.Duration(s.fast)
+		case j.last == event.Down && s.down > 0:
+			return time.Duration(s.down)
 		}
 		return 0
 	}

@@ -199,8 +199,6 @@ type observer struct {
 	// it is the "deciding result" of a verdict change.
 	stateReason event.Reason
 	stateDetail string
-
-	stats Stats
 }
 
 // Target is the checker of one probe target: a DPVS state machine per
@@ -269,7 +267,6 @@ func (t *Target) Observe(r Result) (Change, bool) {
 		} else {
 			s.DownFailed = 1
 		}
-		o.stats.add(s)
 		t.stats.add(s)
 	}
 	return t.evaluate(t.clock)
@@ -296,7 +293,6 @@ func (t *Target) count(o *observer, r Result) {
 			s.DownNoticed = 1
 		}
 	}
-	o.stats.add(s)
 	t.stats.add(s)
 	if o.state != r.State && o.count > retry {
 		o.state = r.State
@@ -371,7 +367,6 @@ func (t *Target) SetParams(p Params, now time.Time) (Change, bool, error) {
 		} else {
 			s.DownNoticed = 1
 		}
-		o.stats.add(s)
 		t.stats.add(s)
 	}
 	if n := toNS(now); n > t.clock {

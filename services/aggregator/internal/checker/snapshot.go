@@ -36,7 +36,9 @@ type ObserverSnapshot struct {
 	StreakDetail string       `msgpack:"sd,omitempty"`
 	StateReason  event.Reason `msgpack:"vr,omitempty"`
 	StateDetail  string       `msgpack:"vd,omitempty"`
-	Stats        Stats        `msgpack:"stats"`
+	// Observers keep no counters of their own (nothing read them; the
+	// target's sum is what DPVS shows). Older snapshots carry a "stats"
+	// field per observer; decoding skips it.
 }
 
 // Snapshot returns the target's state.
@@ -52,7 +54,7 @@ func (t *Target) Snapshot() TargetSnapshot {
 		s.Observers[i] = ObserverSnapshot{
 			ID: o.id, Last: o.last, Count: o.count, Since: o.since, State: o.state, TS: o.ts, Seq: o.seq,
 			Reason: o.reason, Detail: o.detail, StreakReason: o.streakReason, StreakDetail: o.streakDetail,
-			StateReason: o.stateReason, StateDetail: o.stateDetail, Stats: o.stats,
+			StateReason: o.stateReason, StateDetail: o.stateDetail,
 		}
 	}
 	return s
@@ -82,7 +84,7 @@ func (t *Target) Restore(s TargetSnapshot) error {
 		obs[i] = observer{
 			id: o.ID, last: o.Last, count: o.Count, since: o.Since, state: o.State, ts: o.TS, seq: o.Seq,
 			reason: o.Reason, detail: o.Detail, streakReason: o.StreakReason, streakDetail: o.StreakDetail,
-			stateReason: o.StateReason, stateDetail: o.StateDetail, stats: o.Stats,
+			stateReason: o.StateReason, stateDetail: o.StateDetail,
 		}
 	}
 	t.obs, t.verdict, t.since, t.reason, t.detail = obs, s.Verdict, s.Since, s.Reason, s.Detail

@@ -211,10 +211,26 @@ func (s TargetSnapshot) semantic(cap int) TargetSnapshot {
 	s.Clock, s.Stats = 0, Stats{}
 	obs := make([]ObserverSnapshot, len(s.Observers))
 	for i, o := range s.Observers {
-		o.TS, o.Seq, o.Stats, o.Reason, o.Detail = 0, 0, Stats{}, "", ""
+		o.TS, o.Seq, o.Reason, o.Detail = 0, 0, "", ""
 		o.Count = min(o.Count, cap)
 		obs[i] = o
 	}
 	s.Observers = obs
 	return s
+}
+
+// Snapshots written when observers kept counters of their own still load.
+func TestObserverSnapshot_with_counters_of_its_own_decodes(t *testing.T) {
+	old := map[string]any{"o": "p1", "st": "up", "seq": 7, "stats": map[string]any{"up": 3, "down": 1}}
+	b, err := event.Marshal(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var o ObserverSnapshot
+	if err := event.Unmarshal(b, &o); err != nil {
+		t.Fatal(err)
+	}
+	if o.ID != "p1" || o.State != event.Up || o.Seq != 7 {
+		t.Errorf("decoded %+v, want id p1, state up, seq 7", o)
+	}
 }

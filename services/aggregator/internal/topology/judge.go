@@ -17,9 +17,9 @@ func (m *Model) setBackend(b *backendNode, to event.State, reason event.Reason, 
 	from, since := b.obj.set(to, reason, detail, now)
 	switch to {
 	case event.Up:
-		b.vs.obj.stats.UpNoticed++
+		b.vs.stats.UpNoticed++
 	case event.Down:
-		b.vs.obj.stats.DownNoticed++
+		b.vs.stats.DownNoticed++
 	}
 	apply, guard := m.decideApply(b)
 	if guard != "" {
@@ -134,7 +134,7 @@ func (m *Model) settleVS(v *vsNode, now time.Time, out *[]Event) {
 			break
 		}
 		b.applied, b.held = appliedDown, false
-		m.emitBackend(b, b.obj.state, b.obj.since, event.ReasonGuard, "guard released: drained", b.applyRecord(), now, out)
+		m.emitBackend(b, b.obj.state, b.obj.start(), event.ReasonGuard, "guard released: drained", b.applyRecord(), now, out)
 	}
 	c := v.counts()
 	to := v.judge(c)
@@ -146,12 +146,12 @@ func (m *Model) settleVS(v *vsNode, now time.Time, out *[]Event) {
 		detail = "unchecked: " + v.spec.UncheckedReason
 	}
 	from, since := v.obj.set(to, event.ReasonAggr, detail, now)
-	countTransition(&v.obj.stats, to)
+	countTransition(&v.stats, to)
 	switch to {
 	case event.Up:
-		v.va.obj.stats.UpNoticed++
+		v.va.stats.UpNoticed++
 	case event.Down:
-		v.va.obj.stats.DownNoticed++
+		v.va.stats.DownNoticed++
 	}
 	v.obj.gen++
 	*out = append(*out, Event{
@@ -255,7 +255,7 @@ func (m *Model) judgeVA(a *vaNode, now time.Time, out *[]Event) {
 	detail := fmt.Sprintf("vs: %d up, %d down, %d unknown, %d unchecked of %d (%s)",
 		c.Up, c.Down, c.Unknown, c.Unchecked, c.Total, policyName(a.spec.DownPolicy))
 	from, since := a.obj.set(to, event.ReasonAggr, detail, now)
-	countTransition(&a.obj.stats, to)
+	countTransition(&a.stats, to)
 	a.obj.gen++
 	e := Event{
 		Kind: event.KindVA, VA: a.vip, From: from, To: to, Reason: event.ReasonAggr, Detail: detail,

@@ -141,9 +141,9 @@ type VSSpec struct {
 type BackendSpec struct {
 	ID        subject.BackendID
 	Target    string // target token; may be empty in an unchecked VS
+	Version   string // dpvs-agent version of the VS
 	Weight    uint16 // user weight
 	Inhibited bool   // what DPVS has now
-	Version   string // dpvs-agent version of the VS
 	// Listed: Inhibited comes from a dpvs-agent listing (not a static
 	// service, whose state in DPVS is not known).
 	Listed bool
@@ -205,28 +205,33 @@ func New() *Model {
 	}
 }
 
-// object is the state every tier keeps.
+// object is the state every tier keeps, one per backend and per target, so
+// kept small: since in nanoseconds, and no transition counters (only VSs and
+// VAs show those; their nodes keep them).
 type object struct {
 	state  event.State
-	since  time.Time
+	since  int64 // ns; 0 = never changed
 	gen    uint64
 	reason event.Reason
 	detail string
-	stats  checker.Stats
 }
 
 // set changes the state and returns the previous one with its start.
 func (o *object) set(to event.State, reason event.Reason, detail string, now time.Time) (event.State, time.Time) {
-	from, since := o.state, o.since
-	o.state, o.since, o.reason, o.detail = to, now, reason, detail
+	from, since := o.state, o.start()
+	o.state, o.since, o.reason, o.detail = to, toNS(now), reason, detail
 	return from, since
 }
 
+// start is when the current state began (zero if it never changed).
+func (o *object) start() time.Time { return fromNS(o.since) }
+
 type vaNode struct {
-	vip  netip.Addr
-	spec VASpec
-	obj  object
-	vss  []*vsNode // in ID order
+	vip   netip.Addr
+	spec  VASpec
+	obj   object
+	stats checker.Stats // DPVS's counters of the VA's transitions
+	vss   []*vsNode     // in ID order
 }
 
 type vsNode struct {
@@ -234,6 +239,7 @@ type vsNode struct {
 	va       *vaNode
 	spec     VSSpec // Backends is nil: see backends
 	obj      object
+	stats    checker.Stats  // DPVS's counters of the VS's transitions
 	backends []*backendNode // in ID order
 	empty    int            // inventories in a row that listed no backend
 }
@@ -545,7 +551,7 @@ func (m *Model) bind(b *backendNode, now time.Time) {
 	}
 	t := m.targets[want]
 	if t == nil {
-		t = &targetNode{id: want, obj: object{state: event.Unknown, since: now}}
+		t = &targetNode{id: want, obj: object{state: event.Unknown, since: toNS(now)}}
 		m.pending.restoreTarget(t)
 		m.targets[want] = t
 	}
@@ -571,7 +577,7 @@ func (m *Model) unbind(b *backendNode) {
 // newObject starts an object's state, continuing the Gen of a removed
 // object with the same key.
 func (m *Model) newObject(key string, now time.Time) object {
-	o := object{state: event.Unknown, since: now}
+	o := object{state: event.Unknown, since: toNS(now)}
 	if t, ok := m.tombs[key]; ok {
 		o.gen = t.gen
 		delete(m.tombs, key)
@@ -597,7 +603,7 @@ func (m *Model) removeVS(v *vsNode, now time.Time, out *[]Event) {
 func (m *Model) remove(o *object, key string, e Event, now time.Time, out *[]Event) {
 	o.gen++
 	e.From, e.To, e.Reason, e.Detail = o.state, event.Unknown, event.ReasonRemoved, "removed from the inventory"
-	e.At, e.Since, e.Gen = now, o.since, o.gen
+	e.At, e.Since, e.Gen = now, o.start(), o.gen
 	*out = append(*out, e)
 	m.tombs[key] = tomb{gen: o.gen, at: now}
 }
@@ -664,7 +670,7 @@ func (m *Model) operate(vsID subject.VSID, id subject.BackendID, paused bool, wh
 	}
 	var out []Event
 	apply, _ := m.decideApply(b)
-	m.emitBackend(b, b.obj.state, b.obj.since, reason, detail, apply, now, &out)
+	m.emitBackend(b, b.obj.state, b.obj.start(), reason, detail, apply, now, &out)
 	m.settleVS(b.vs, now, &out)
 	m.judgeVA(b.vs.va, now, &out)
 	return out, nil

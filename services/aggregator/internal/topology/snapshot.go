@@ -72,11 +72,11 @@ type BackendRecord struct {
 }
 
 func record(o object) Record {
-	return Record{State: o.state, Since: toNS(o.since), Gen: o.gen, Reason: o.reason, Detail: o.detail}
+	return Record{State: o.state, Since: o.since, Gen: o.gen, Reason: o.reason, Detail: o.detail}
 }
 
 func (r Record) into(o *object) {
-	o.state, o.since, o.gen, o.reason, o.detail = r.State, fromNS(r.Since), r.Gen, r.Reason, r.Detail
+	o.state, o.since, o.gen, o.reason, o.detail = r.State, r.Since, r.Gen, r.Reason, r.Detail
 }
 
 func (r Record) check() error {

@@ -74,22 +74,22 @@ func (m *Model) Tree(now time.Time) []VAStatus {
 	for _, vip := range slices.SortedFunc(maps.Keys(m.vas), netip.Addr.Compare) {
 		a := m.vas[vip]
 		as := VAStatus{
-			VIP: vip, State: a.obj.state, Since: a.obj.since, For: age(a.obj.since, now), Gen: a.obj.gen,
-			DownPolicy: a.spec.DownPolicy, Counts: a.counts(), Stats: a.obj.stats,
+			VIP: vip, State: a.obj.state, Since: a.obj.start(), For: age(a.obj.start(), now), Gen: a.obj.gen,
+			DownPolicy: a.spec.DownPolicy, Counts: a.counts(), Stats: a.stats,
 		}
 		if as.DownPolicy == 0 {
 			as.DownPolicy = DownPolicyAllOf
 		}
 		for _, v := range a.vss {
 			vs := VSStatus{
-				ID: v.id, State: v.obj.state, Since: v.obj.since, For: age(v.obj.since, now), Gen: v.obj.gen,
-				Counts: v.counts(), Stats: v.obj.stats, Unchecked: v.spec.Unchecked,
+				ID: v.id, State: v.obj.state, Since: v.obj.start(), For: age(v.obj.start(), now), Gen: v.obj.gen,
+				Counts: v.counts(), Stats: v.stats, Unchecked: v.spec.Unchecked,
 				UncheckedReason: v.spec.UncheckedReason, Guards: v.spec.Guards,
 			}
 			for _, b := range v.backends {
 				bs := BackendStatus{
-					ID: b.id, Target: b.spec.Target, State: b.obj.state, Since: b.obj.since,
-					For: age(b.obj.since, now), Gen: b.obj.gen, Reason: b.obj.reason, Detail: b.obj.detail,
+					ID: b.id, Target: b.spec.Target, State: b.obj.state, Since: b.obj.start(),
+					For: age(b.obj.start(), now), Gen: b.obj.gen, Reason: b.obj.reason, Detail: b.obj.detail,
 					Weight: b.spec.Weight, Held: b.held, Applied: b.applied != appliedNone,
 				}
 				switch b.applied {

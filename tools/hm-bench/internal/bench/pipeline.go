@@ -793,6 +793,11 @@ func (p *pipe) measure(ctx context.Context, res *PipelineResult, base rolesSampl
 			if err := fetchPprof(ctx, p.client, e.debug, "heap", time.Minute, path); err != nil {
 				return err
 			}
+			// The text form ends with runtime.MemStats: how the heap's
+			// pages are used (in use, idle, released), stacks, metadata.
+			if err := fetchPprof(ctx, p.client, e.debug, "heap?debug=1", time.Minute, strings.TrimSuffix(path, ".pprof")+".txt"); err != nil {
+				return err
+			}
 		}
 	}
 
