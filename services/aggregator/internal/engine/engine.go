@@ -163,7 +163,7 @@ type engine struct {
 	// What hm_targets and hm_state hold, as digests of the values last
 	// written (8 bytes a key instead of the value: at 60,000 targets the
 	// copies were the aggregator's largest item after the model).
-	writtenTargets map[string]uint64 // hm_targets values
+	writtenTargets map[string]uint64 // targetHash of the hm_targets values
 	writtenState   map[string]uint64 // hm_state rec.* values (targets keep theirs: target.stored)
 	seed           maphash.Seed
 	// What the next checkpoint must look at besides dirty targets: every

@@ -107,20 +107,20 @@ func (e *engine) applyDesired(ctx context.Context, d Desired) error {
 func (e *engine) writeTargets(ctx context.Context, d Desired) error {
 	writes := 0
 	for id, def := range d.Targets {
+		h := e.targetHash(&def.Def, event.Version)
+		if w, ok := e.writtenTargets[id]; ok && w == h {
+			continue
+		}
 		v := def.Def
 		v.V = event.Version
 		data, err := event.Marshal(&v)
 		if err != nil {
 			return err
 		}
-		d := e.digest(data)
-		if w, ok := e.writtenTargets[id]; ok && w == d {
-			continue
-		}
 		if err := e.targetsKV.Put(ctx, id, bytes.Clone(data)); err != nil {
 			return fmt.Errorf("engine: target %s: %w", id, err)
 		}
-		e.writtenTargets[id] = d
+		e.writtenTargets[id] = h
 		writes++
 	}
 	for id := range e.writtenTargets {

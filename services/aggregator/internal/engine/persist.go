@@ -165,7 +165,11 @@ func (e *engine) restore(ctx context.Context) (Meta, error) {
 // are written.
 func (e *engine) loadWrittenTargets(ctx context.Context) error {
 	err := watchKeys(ctx, e.o.Layout.Targets, jetstream.AllKeys, func(k string, v []byte) {
-		e.writtenTargets[k] = e.digest(v)
+		var t event.Target
+		if err := event.Unmarshal(v, &t); err != nil {
+			return // not remembered: written again
+		}
+		e.writtenTargets[k] = e.targetHash(&t, t.V)
 	})
 	if err != nil && ctx.Err() == nil {
 		return fmt.Errorf("engine: read targets: %w", err)

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -165,8 +166,11 @@ func (p *pipe) detect(ctx context.Context, nc *nats.Conn, tokens map[string]stri
 		}
 		floor = append(floor, ms(f.Sub(failedAt)))
 		over = append(over, ms(at.Sub(f)))
+		d.Slowest = append(d.Slowest, SlowFailure{Backend: key, Floor: f, Applied: at, OverMs: ms(at.Sub(f))})
 	}
 	d.Latency, d.Floor, d.Over = dist(lat), dist(floor), dist(over)
+	slices.SortFunc(d.Slowest, func(a, b SlowFailure) int { return cmp.Compare(b.OverMs, a.OverMs) })
+	d.Slowest = d.Slowest[:min(len(d.Slowest), 5)]
 	if log.bad > 0 {
 		return d, fmt.Errorf("bench: %d results of the failed targets could not be decoded", log.bad)
 	}

@@ -188,6 +188,17 @@ type Detection struct {
 	NoFloor       int      `json:"no_floor"`      // applied, but their failing results were not all seen
 	Spurious      int      `json:"spurious"`      // weight-0 updates of backends that did not fail
 	Missing       []string `json:"missing,omitempty"`
+	// Slowest are the failures applied longest after their floor, with
+	// both moments, to line up with a kept run's logs and HM_EVENTS.
+	Slowest []SlowFailure `json:"slowest,omitempty"`
+}
+
+// SlowFailure is one failure's floor and the moment it was applied.
+type SlowFailure struct {
+	Backend string    `json:"backend"`
+	Floor   time.Time `json:"floor"`
+	Applied time.Time `json:"applied"`
+	OverMs  float64   `json:"over_ms"`
 }
 
 // Dist is a distribution in milliseconds.
@@ -331,6 +342,14 @@ func runPipeline(ctx context.Context, c *PipelineConfig, s Scenario, roles strin
 		return res, err
 	}
 	res.StartupS = time.Since(seeded).Seconds()
+	// The failure phase needs the target of each backend. Read now, before
+	// the warm-up: listing 10,000 keys loads a block of hm_targets into the
+	// server's cache (4 MB) and costs it CPU, which would otherwise fall on
+	// the measured window or on the failures' detection.
+	tokens, err := p.targetTokens(ctx, js)
+	if err != nil {
+		return res, err
+	}
 	fmt.Fprintf(c.Progress, "   every backend judged up and taken in after %.1fs; warming up %v\n", res.StartupS, c.Warmup)
 	if err := idle(ctx, c.Warmup); err != nil {
 		return res, err
@@ -343,10 +362,6 @@ func runPipeline(ctx context.Context, c *PipelineConfig, s Scenario, roles strin
 	res.LoadAfter = loadAvg()
 
 	fmt.Fprintf(c.Progress, "   failing %.3g%% of the backends\n", c.FailPct)
-	tokens, err := p.targetTokens(ctx, js)
-	if err != nil {
-		return res, err
-	}
 	if res.Detection, err = p.detect(ctx, nc, tokens); err != nil {
 		return res, err
 	}
