@@ -46,7 +46,7 @@ func main() {
 	flag.StringVar(&o.NATSAddr, "nats-addr", "127.0.0.1:4222", "embedded NATS client listener (host:port), or off for in-process connections only")
 	flag.StringVar(&o.Node, "node", host, "this load balancer node's name")
 	flag.BoolVar(&o.Pprof, "pprof", false, "also serve /debug/pprof/ on the metric server address")
-	flag.StringVar(&gogc, "gogc", "", "auto: collect garbage at GOGC=50 while the process uses under 30% of its CPUs, 100 while busy (less memory, a longer detection tail); empty: Go's default or the GOGC environment variable")
+	flag.StringVar(&gogc, "gogc", "auto", "auto: collect garbage at GOGC=50 while the process uses under 30% of its CPUs, 100 while busy; go: Go's default, or the GOGC environment variable (which also wins over auto when this flag is not given)")
 	flag.StringVar(&logFormat, "log-format", "auto", "log format: auto, json or console")
 	flag.StringVar(&logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	flag.Parse()
@@ -62,12 +62,18 @@ func main() {
 			log.Info().Str("flag", f.Name).Msg("DPVS healthcheck flag accepted and ignored: healthmesh has no such setting")
 		}
 	})
+	gogcGiven := false
+	flag.Visit(func(f *flag.Flag) { gogcGiven = gogcGiven || f.Name == "gogc" })
 	switch gogc {
-	case "":
 	case "auto":
+		if env := os.Getenv("GOGC"); env != "" && !gogcGiven {
+			log.Info().Str("GOGC", env).Msg("GOGC set in the environment: the collector keeps it (-gogc auto adapts it anyway)")
+			break
+		}
 		o.AdaptGC = true
+	case "go", "":
 	default:
-		log.Error().Str("flag", "gogc").Str("value", gogc).Msg("-gogc: want auto or nothing (set GOGC in the environment for a fixed percentage)")
+		log.Error().Str("flag", "gogc").Str("value", gogc).Msg("-gogc: want auto or go (set GOGC in the environment for a fixed percentage)")
 		os.Exit(2)
 	}
 	o.Log = log

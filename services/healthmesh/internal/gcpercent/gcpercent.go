@@ -13,10 +13,12 @@
 // all-in-one at 10,000 TCP checks a second uses 0.3-0.4 of a core, at 60,000
 // every 3 s 0.7-0.9.
 //
-// It is opt-in (healthmesh -gogc auto): at 10,000 checks a second the more
-// frequent collections also lengthened the detection tail, past the
-// floor + 100 ms objective in about half the runs (BENCHMARKS.md, session 9),
-// and detection comes before memory.
+// It is the all-in-one's default (healthmesh -gogc auto; -gogc go or a GOGC
+// in the environment keeps Go's collector as configured). It was opt-in
+// while the more frequent collections lengthened the detection tail past
+// the floor + 100 ms objective; once the engine loop no longer marshaled
+// every target definition on each inventory change, its tail met the
+// objective in every run (BENCHMARKS.md, sessions 9-11).
 package gcpercent
 
 import (
