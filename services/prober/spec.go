@@ -66,8 +66,8 @@ func parseSpec(def *event.Target) (*spec, error) {
 	}
 	method := probe.Resolve(strings.ToLower(def.Method), proto)
 	// The package's own copy of the name, not the decoded one.
-	if i := slices.Index(probe.Methods(), method); i >= 0 {
-		method = probe.Methods()[i]
+	if ms := probe.Methods(); slices.Contains(ms, method) {
+		method = ms[slices.Index(ms, method)]
 	}
 	return &spec{token: def.ID, target: pt, method: method, params: def.Params,
 		interval: def.Interval, fast: def.FastInterval, down: def.DownInterval, jitter: def.Jitter,

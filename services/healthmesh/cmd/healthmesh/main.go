@@ -56,14 +56,15 @@ func main() {
 		fmt.Fprintln(os.Stderr, "healthmesh:", err)
 		os.Exit(2)
 	}
+	gogcGiven := false
 	flag.Visit(func(f *flag.Flag) {
 		switch f.Name {
 		case "checker-notify-channel-size", "vs-notify-channel-size", "metric-notify-channel-size", "metric-delay", "debug":
 			log.Info().Str("flag", f.Name).Msg("DPVS healthcheck flag accepted and ignored: healthmesh has no such setting")
+		case "gogc":
+			gogcGiven = true
 		}
 	})
-	gogcGiven := false
-	flag.Visit(func(f *flag.Flag) { gogcGiven = gogcGiven || f.Name == "gogc" })
 	switch gogc {
 	case "auto":
 		if env := os.Getenv("GOGC"); env != "" && !gogcGiven {
