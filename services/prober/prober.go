@@ -121,7 +121,7 @@ func Run(ctx context.Context, o Options) error {
 	sockets := probe.NewSockets(min(o.Concurrency, 256))
 	defer sockets.Close()
 
-	sched := schedule.New(schedule.Options{MaxConcurrent: o.Concurrency, Metrics: m})
+	sched := schedule.New(schedule.Options{MaxConcurrent: o.Concurrency, Coalesce: schedule.CoalesceRuns, Metrics: m})
 	w := &worker{o: o, log: log, sp: sp, pub: pub, sched: sched, m: m,
 		deps: probe.Deps{Pinger: pinger, Sockets: sockets}, registry: member.NewRegistry(),
 		defs: map[string]*spec{}, owned: map[string]*job{}, shared: map[string]probe.Prober{}, wake: make(chan struct{}, 1)}

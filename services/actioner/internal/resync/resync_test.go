@@ -59,12 +59,14 @@ func TestStep_due_times(t *testing.T) {
 		wantRepairs float64 // cumulative
 		wantNext    time.Duration
 	}{
-		{name: "initial_object_at_once", at: 0, wantRepairs: 1, wantNext: time.Second},
-		{name: "applied_object_not_again", at: time.Second, wantRepairs: 1, wantNext: time.Second},
-		{name: "new_object_waits_its_period", at: 2 * time.Second, add: vaLater, addTr: tr(event.Up, 5*time.Second), wantRepairs: 1, wantNext: time.Second},
-		{name: "unknown_is_never_asserted", at: 3 * time.Second, add: vaUnknown, addTr: tr(event.Unknown, time.Second), wantRepairs: 1, wantNext: time.Second},
-		{name: "new_object_due", at: 7 * time.Second, wantRepairs: 2, wantNext: time.Second},
-		{name: "next_due_is_reported", at: 7*time.Second + 500*time.Millisecond, wantRepairs: 2, wantNext: 500 * time.Millisecond},
+		{name: "initial_object_at_once", at: 0, wantRepairs: 1, wantNext: idle},
+		// Nothing is due until the next look: an object added meanwhile
+		// is first seen then.
+		{name: "no_look_before_the_next", at: time.Second, add: vaLater, addTr: tr(event.Up, 5*time.Second), wantRepairs: 1, wantNext: idle - time.Second},
+		{name: "new_object_waits_its_period", at: idle, add: vaUnknown, addTr: tr(event.Unknown, time.Second), wantRepairs: 1, wantNext: time.Second},
+		{name: "unknown_is_never_asserted", at: idle + time.Second, wantRepairs: 1, wantNext: time.Second},
+		{name: "new_object_due", at: idle + 5*time.Second, wantRepairs: 2, wantNext: time.Second},
+		{name: "next_due_is_reported", at: idle + 5*time.Second + 500*time.Millisecond, wantRepairs: 2, wantNext: 500 * time.Millisecond},
 	}
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {

@@ -64,10 +64,16 @@ func (r *lateRecorder) QueueDepth(int)      {}
 // 1000 runs and the lateness percentiles. It is real time: b.N runs take
 // about b.N/100k seconds; use -benchtime=300000x for a 3s measurement.
 func BenchmarkSchedule(b *testing.B) {
+	for _, c := range []time.Duration{0, CoalesceRuns} {
+		b.Run("coalesce="+c.String(), func(b *testing.B) { benchSchedule(b, c) })
+	}
+}
+
+func benchSchedule(b *testing.B, coalesce time.Duration) {
 	const n = 100_000
 	ids := benchIDs(n)
 	rec := &lateRecorder{late: make([]time.Duration, b.N)}
-	s := New(Options{Metrics: rec})
+	s := New(Options{Metrics: rec, Coalesce: coalesce})
 	var started atomic.Int64
 	enough := make(chan struct{})
 	target := int64(b.N)

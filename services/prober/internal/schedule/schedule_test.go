@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"runtime"
@@ -806,4 +807,53 @@ func countLE(s []int64, v int64) int {
 		}
 	}
 	return n
+}
+
+// Coalesce starts runs due close together in one pass of the heap goroutine:
+// never after their tick, at most Coalesce before it, and passes at least
+// Coalesce apart.
+func TestCoalesceStartsNearbyRunsTogether(t *testing.T) {
+	const n, iv = 500, time.Second
+	for _, c := range []time.Duration{0, 5 * time.Millisecond} {
+		t.Run(c.String(), func(t *testing.T) {
+			h := newHarness(t, Options{Coalesce: c})
+			t0 := h.clk.Now()
+			due := map[string]time.Time{}
+			for i := range n {
+				id := fmt.Sprintf("10_0_0_%d-TCP-80-tcp", i)
+				h.add(h.job(id, iv, nil))
+				due[id] = h.due(id)
+			}
+			h.start()
+			h.advanceTo(t0.Add(iv + iv/2))
+			passes := map[time.Time]bool{}
+			for id, at := range due {
+				runs := h.runsOf(id)
+				if len(runs) == 0 {
+					t.Fatalf("%s (due %v) never ran", id, at.Sub(t0))
+				}
+				if runs[0].After(at) || runs[0].Before(at.Add(-c)) {
+					t.Errorf("%s ran at %v, due %v: want within %v before its tick", id, runs[0].Sub(t0), at.Sub(t0), c)
+				}
+				passes[runs[0]] = true
+			}
+			starts := slices.SortedFunc(maps.Keys(passes), time.Time.Compare)
+			for i := 1; i < len(starts); i++ {
+				if gap := starts[i].Sub(starts[i-1]); c > 0 && gap <= c {
+					t.Fatalf("passes %v apart (at %v), want more than %v", gap, starts[i].Sub(t0), c)
+				}
+			}
+			// 500 phases in a second: about 500 passes without coalescing,
+			// at most one per 5 ms (200) with it.
+			if c == 0 && len(starts) < n*9/10 || c > 0 && len(starts) > int(iv/c) {
+				t.Fatalf("%d passes started the first runs of %d jobs with Coalesce %v", len(starts), n, c)
+			}
+			late, _, _ := h.m.snapshot()
+			for _, l := range late {
+				if l != 0 {
+					t.Fatalf("lateness %v, want 0 (early runs are on time)", l)
+				}
+			}
+		})
+	}
 }

@@ -351,3 +351,22 @@ func TestLogValueAndPortsFile(t *testing.T) {
 		t.Fatal("a ports file without a client URL must be an error")
 	}
 }
+
+func TestParseBoxCPU(t *testing.T) {
+	a, err := parseBoxCPU([]byte("cpu  100 5 50 800 10 0 5 30 7 0\ncpu0 50 2 25 400 5 0 2 15 3 0\n"))
+	if err != nil || a != (boxCPU{total: 1000, steal: 30}) {
+		t.Fatalf("parseBoxCPU = %+v, %v; want total 1000 (guest not counted twice), steal 30", a, err)
+	}
+	b := boxCPU{total: 1200, steal: 80}
+	if got := stealPct(a, b); got != 25 {
+		t.Fatalf("stealPct = %v, want 25 (50 of 200 ticks)", got)
+	}
+	if got := stealPct(b, b); got != 0 {
+		t.Fatalf("stealPct over no time = %v, want 0", got)
+	}
+	for _, bad := range []string{"", "intr 1 2 3", "cpu  1 2 3", "cpu  1 2 3 x 5 6 7 8"} {
+		if _, err := parseBoxCPU([]byte(bad)); err == nil {
+			t.Errorf("parseBoxCPU(%q) = nil error", bad)
+		}
+	}
+}

@@ -149,6 +149,7 @@ type PipelineResult struct {
 	Window     float64    `json:"window_s"`
 	LoadBefore [3]float64 `json:"load_before"`
 	LoadAfter  [3]float64 `json:"load_after"`
+	StealPct   float64    `json:"steal_pct"` // of the box's CPU time during the measured window (see stealPct)
 	Netns      bool       `json:"netns"`
 	Profiled   bool       `json:"profiled"`
 	StartupS   float64    `json:"startup_s"` // from seeding the emulator to every backend judged up and taken in
@@ -760,7 +761,7 @@ func (p *pipe) measure(ctx context.Context, res *PipelineResult, base rolesSampl
 		}
 		return out, nil
 	}
-	start := time.Now()
+	start, box0 := time.Now(), sampleBox()
 	s0, err := p.sampleRoles()
 	if err != nil {
 		return err
@@ -795,6 +796,7 @@ func (p *pipe) measure(ctx context.Context, res *PipelineResult, base rolesSampl
 		return err
 	}
 	took := time.Since(start)
+	res.StealPct = stealPct(box0, sampleBox())
 	if p.c.ProfileDir != "" {
 		for range p.probers {
 			if err := <-profErr; err != nil {

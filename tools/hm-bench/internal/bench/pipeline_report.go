@@ -51,7 +51,7 @@ func (r PipelineResult) Verdict() string {
 // WritePipelineTable writes one line per run, then the roles of each run.
 func WritePipelineTable(w io.Writer, rs []PipelineResult) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\troles\trun\tload1\tstartup s\tsched/s\tdone/s\ton-time%\tp99 late ms\t"+
+	fmt.Fprintln(tw, "scenario\troles\trun\tload1\tsteal%\tstartup s\tsched/s\tdone/s\ton-time%\tp99 late ms\t"+
 		"cpu-s/1k\tKiB/backend\trss MiB\tfailed\tapplied\tdetect p50/p99/max ms\tfloor p50/p99/max ms\tover p99/max ms\treshard s\tverdict\t")
 	for _, r := range rs {
 		verdict := r.Verdict()
@@ -63,8 +63,8 @@ func WritePipelineTable(w io.Writer, rs []PipelineResult) error {
 			reshard = fmt.Sprintf("%.2f", r.Reshard.CoveredS)
 		}
 		d := r.Detection
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%.2f\t%.1f\t%.0f\t%.0f\t%.2f\t%.1f\t%.4f\t%.2f\t%.0f\t%d\t%d\t%s\t%s\t%.0f/%.0f\t%s\t%s\t\n",
-			r.Scenario, r.layout(), r.Run, r.LoadBefore[0], r.StartupS, r.Scheduled, r.Achieved, r.OnTimePct, r.P99LateMs,
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.2f\t%.1f\t%.1f\t%.0f\t%.0f\t%.2f\t%.1f\t%.4f\t%.2f\t%.0f\t%d\t%d\t%s\t%s\t%.0f/%.0f\t%s\t%s\t\n",
+			r.Scenario, r.layout(), r.Run, r.LoadBefore[0], r.StealPct, r.StartupS, r.Scheduled, r.Achieved, r.OnTimePct, r.P99LateMs,
 			r.Total.CPUPer1000, r.Total.PerTargetKiB, mib(r.Total.RSSEnd), d.Failed, d.Applied,
 			triple(d.Latency), triple(d.Floor), d.Over.P99, d.Over.Max, reshard, verdict)
 	}

@@ -98,6 +98,7 @@ type Result struct {
 	Window     float64    `json:"window_s"`    // measured seconds
 	LoadBefore [3]float64 `json:"load_before"` // /proc/loadavg when the run started
 	LoadAfter  [3]float64 `json:"load_after"`  // and when the window closed
+	StealPct   float64    `json:"steal_pct"`   // of the box's CPU time during the window (see stealPct)
 	Profiled   bool       `json:"profiled"`    // a CPU profile was taken during the window
 	Netns      bool       `json:"netns"`       // in a private network namespace
 
@@ -450,6 +451,7 @@ type window struct {
 	nats0, nats1         ProcSample
 	backends0, backends1 ProcSample
 	maxFDs               int // the prober's, sampled every second
+	box0, box1           boxCPU
 }
 
 // measure reads everything at the start of the window, samples descriptors
@@ -474,6 +476,7 @@ func (r *runner) measure(ctx context.Context) (*window, error) {
 		return err
 	}
 	start := time.Now()
+	w.box0 = sampleBox()
 	if err := read(&w.m0, &w.prober0, &w.nats0, &w.backends0); err != nil {
 		return nil, err
 	}
@@ -514,7 +517,7 @@ func (r *runner) measure(ctx context.Context) (*window, error) {
 		wg.Wait()
 		return nil, err
 	}
-	w.took = time.Since(start)
+	w.took, w.box1 = time.Since(start), sampleBox()
 	w.maxFDs = max(w.maxFDs, w.prober0.FDs, w.prober1.FDs)
 	wg.Wait()
 	if profErr != nil {
@@ -572,7 +575,7 @@ func fetchPprof(ctx context.Context, client *http.Client, debugURL, what string,
 
 // fill computes the result from the window's two readings.
 func (w *window) fill(res *Result, s Scenario, proberBase, natsBase ProcSample) error {
-	res.Window = w.took.Seconds()
+	res.Window, res.StealPct = w.took.Seconds(), stealPct(w.box0, w.box1)
 	res.Expected = float64(s.Targets) * w.took.Seconds() / s.Interval.Seconds()
 	delta := func(name string) uint64 {
 		d := w.m1.Sum(name) - w.m0.Sum(name)

@@ -53,15 +53,15 @@ func WriteJSON[R Result | PipelineResult](w io.Writer, rs []R) error {
 // the prober with nats-server.
 func WriteTable(w io.Writer, rs []Result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\trun\tload1\texpected\tstarted\tdone\tacked\tup%\ton-time%\tp50ms\tp99ms\t"+
+	fmt.Fprintln(tw, "scenario\trun\tload1\tsteal%\texpected\tstarted\tdone\tacked\tup%\ton-time%\tp50ms\tp99ms\t"+
 		"cpu-s/1k\t(sys)\t+nats\tKiB/tgt\t+nats\trss MiB\tfds\tbackends cpu-s/1k\tverdict\t")
 	for _, r := range rs {
 		verdict := r.Verdict()
 		if verdict == "" {
 			verdict = "ok"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.0f\t%d\t%d\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.4f\t%.4f\t%.4f\t%.2f\t%.2f\t%.1f\t%d\t%.4f\t%s\t\n",
-			r.Scenario, r.Run, r.LoadBefore[0], r.Expected, r.Started, r.Done, r.Acked, r.UpPct, r.OnTimePct,
+		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.1f\t%.0f\t%d\t%d\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.4f\t%.4f\t%.4f\t%.2f\t%.2f\t%.1f\t%d\t%.4f\t%s\t\n",
+			r.Scenario, r.Run, r.LoadBefore[0], r.StealPct, r.Expected, r.Started, r.Done, r.Acked, r.UpPct, r.OnTimePct,
 			r.P50ms, r.P99ms, r.Prober.CPUPer1000, r.Prober.SysPer1000, r.Prober.CPUPer1000+r.NATS.CPUPer1000,
 			r.Prober.PerTargetKiB, r.Prober.PerTargetKiB+r.NATS.PerTargetKiB, mib(r.Prober.RSSEnd),
 			r.Prober.MaxFDs, r.Backends.CPUPer1000, verdict)

@@ -91,8 +91,11 @@ func runInNetns(t *testing.T) {
 	if r.UpPct != 100 || r.Reasons["L4OK"] != r.Done {
 		t.Fatalf("reasons %v: want every probe L4OK", r.Reasons)
 	}
-	if r.Acked+uint64(0.05*float64(r.Done)) < r.Done {
-		t.Fatalf("acked %d of %d results", r.Acked, r.Done)
+	// Acks trail the probes: at the end of the window up to a second's
+	// results may still be in flight on a loaded box (a CI run beside other
+	// packages' tests measured 5 % unacknowledged with half the CPU stolen).
+	if perSecond := float64(r.Done) / r.Window; float64(r.Acked)+perSecond < float64(r.Done) {
+		t.Fatalf("acked %d of %d results: more than a second's (%.0f) unacknowledged", r.Acked, r.Done, perSecond)
 	}
 	if r.Prober.CPUSeconds <= 0 || r.Prober.RSSEnd <= 0 || r.Prober.RSSBase <= 0 || r.NATS.RSSEnd <= 0 {
 		t.Fatalf("process numbers missing: prober %+v nats %+v", r.Prober, r.NATS)

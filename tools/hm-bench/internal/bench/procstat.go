@@ -103,3 +103,54 @@ func truncate(b []byte) []byte {
 	}
 	return b
 }
+
+// boxCPU is the machine's CPU time so far, from the first line of /proc/stat,
+// in ticks: all of it, and what the hypervisor gave other guests while this
+// one wanted to run (steal).
+type boxCPU struct{ total, steal uint64 }
+
+// sampleBox reads /proc/stat (zeros if unreadable: steal annotates the
+// numbers, it is not measured).
+func sampleBox() boxCPU {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return boxCPU{}
+	}
+	c, _ := parseBoxCPU(b)
+	return c
+}
+
+// parseBoxCPU parses the "cpu  user nice system idle iowait irq softirq
+// steal ..." line of /proc/stat.
+func parseBoxCPU(stat []byte) (boxCPU, error) {
+	line, _, _ := bytes.Cut(stat, []byte("\n"))
+	f := bytes.Fields(line)
+	if len(f) < 9 || string(f[0]) != "cpu" {
+		return boxCPU{}, fmt.Errorf("/proc/stat: first line %q is not the cpu total", truncate(line))
+	}
+	var c boxCPU
+	for i, s := range f[1:] {
+		n, err := strconv.ParseUint(string(s), 10, 64)
+		if err != nil {
+			return boxCPU{}, fmt.Errorf("/proc/stat: cpu field %d: %w", i+1, err)
+		}
+		if i >= 8 { // guest and guest_nice are already in user and nice
+			break
+		}
+		c.total += n
+		if i == 7 {
+			c.steal = n
+		}
+	}
+	return c, nil
+}
+
+// stealPct is the share of the box's CPU time taken by other guests between
+// two samples, in percent: a run measured while it is high ran on a
+// contended host, and its CPU figures are inflated.
+func stealPct(a, b boxCPU) float64 {
+	if b.total <= a.total {
+		return 0
+	}
+	return 100 * float64(b.steal-a.steal) / float64(b.total-a.total)
+}
