@@ -43,8 +43,9 @@ const verdictTimeout = time.Second
 // idle is the longest Step waits between two looks at every object (so a
 // new object's first due time, one sync time after it appears, is set at
 // most this late). A look copies every ledger entry: at 10,000 backends,
-// looking every second cost 1% of a core (BENCHMARKS.md, session 12), for
-// a first re-assertion at 15 s instead of 15-20 s.
+// looking every second was 2% of the all-in-one's CPU (BENCHMARKS.md,
+// session 12). With the default 15 s sync time a new object is first
+// re-asserted 15-20 s after it appears.
 const idle = 5 * time.Second
 
 // listPoll is how soon Step looks again for a service list it asked Run for.

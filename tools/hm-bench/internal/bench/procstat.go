@@ -128,20 +128,17 @@ func parseBoxCPU(stat []byte) (boxCPU, error) {
 	if len(f) < 9 || string(f[0]) != "cpu" {
 		return boxCPU{}, fmt.Errorf("/proc/stat: first line %q is not the cpu total", truncate(line))
 	}
+	// Fields 1-8 are user … steal; guest and guest_nice, after them, are
+	// already counted in user and nice.
 	var c boxCPU
-	for i, s := range f[1:] {
+	for i, s := range f[1:9] {
 		n, err := strconv.ParseUint(string(s), 10, 64)
 		if err != nil {
 			return boxCPU{}, fmt.Errorf("/proc/stat: cpu field %d: %w", i+1, err)
 		}
-		if i >= 8 { // guest and guest_nice are already in user and nice
-			break
-		}
 		c.total += n
-		if i == 7 {
-			c.steal = n
-		}
 	}
+	c.steal, _ = strconv.ParseUint(string(f[8]), 10, 64) // parsed above
 	return c, nil
 }
 
